@@ -1,0 +1,70 @@
+# hastack — the two commands for a fresh machine are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := python3
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Molecule and Ansible output read as plain text in CI logs.
+export NO_COLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: help demo test venv host image lab lab-down lab-status converge lint unit molecule clean
+
+help:
+	@echo "make demo       build the lab and converge site.yml on it (installs what it needs)"
+	@echo "make test       lint, unit tests and every Molecule scenario (installs what it needs)"
+	@echo "make lab        create or start the lab hosts      make lab-down   remove them"
+	@echo "make converge   run site.yml on the lab            make molecule SCENARIOS=default"
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(STAMP)
+
+# podman, debootstrap, the host quirks and the lab image; each step is skipped when done.
+host:
+	bash scripts/host-setup.sh
+
+image: host
+	bash scripts/build-image.sh
+
+lab: venv image
+	bash scripts/lab.sh up
+
+lab-down:
+	bash scripts/lab.sh down
+
+lab-status:
+	bash scripts/lab.sh status
+
+converge: lab
+	ansible-playbook -i inventories/lab site.yml
+
+demo: lab
+	bash scripts/demo.sh
+
+lint: venv
+	yamllint -s .
+	ansible-lint
+
+unit: venv
+	pytest -q tests/unit
+
+molecule: venv image
+	for s in $(SCENARIOS); do molecule test -s $$s; done
+
+test: venv image
+	SCENARIOS="$(SCENARIOS)" bash scripts/test.sh
+
+clean: lab-down
+	rm -rf $(VENV) .cache

@@ -1,0 +1,110 @@
+"""The baseline on every host of the default scenario, checked from outside."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+HOSTS = {"db1": "198.18.2.11", "db2": "198.18.2.12", "app1": "198.18.2.21", "backup1": "198.18.2.31"}
+TIME_SERVER = "198.18.2.31"
+testinfra_hosts = [f"podman://{name}" for name in HOSTS]
+
+KEY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "id_ed25519")
+
+
+def ssh(user, address, command, *options):
+    """Log in from the controller the way an operator does."""
+    return subprocess.run(
+        ["ssh", "-i", KEY, "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         *options, f"{user}@{address}", command],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+@pytest.mark.parametrize("package", ["chrony", "unattended-upgrades", "rsync", "jq", "sudo", "curl"])
+def test_base_packages_installed(host, package):
+    assert host.package(package).is_installed
+
+
+def test_timezone(host):
+    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Europe/Berlin"
+    assert host.check_output("date +%Z") in ("CET", "CEST")
+
+
+def test_chrony_runs_and_follows_the_lab_time_server(host):
+    assert host.service("chrony").is_running
+    assert host.service("chrony").is_enabled
+    if host.backend.get_hostname() == "backup1":
+        # The time server itself: serves the scenario network from its local clock.
+        config = host.file("/etc/chrony/chrony.conf").content_string
+        assert "allow 198.18.2.0/24" in config
+        assert "local stratum 8" in config
+        return
+    deadline = time.monotonic() + 60
+    sources = ""
+    while time.monotonic() < deadline:
+        sources = host.check_output("chronyc -n sources")
+        # '^*' marks the source chronyd synchronises to.
+        if any(line.startswith("^*") and TIME_SERVER in line for line in sources.splitlines()):
+            return
+        time.sleep(1)
+    pytest.fail(f"chrony never selected {TIME_SERVER}:\n{sources}")
+
+
+def test_admin_user(host):
+    user = host.user("hastack")
+    assert user.exists
+    assert "sudo" in user.groups
+    assert user.shell == "/bin/bash"
+    keys = host.file("/home/hastack/.ssh/authorized_keys")
+    assert keys.mode == 0o600
+    with open(KEY + ".pub", encoding="utf-8") as handle:
+        assert keys.content_string.strip() == handle.read().strip()
+
+
+def test_sshd_effective_configuration(host):
+    effective = host.check_output("sshd -T")
+    for setting in ("permitrootlogin no", "passwordauthentication no", "kbdinteractiveauthentication no",
+                    "maxauthtries 3", "x11forwarding no", "allowagentforwarding no", "allowtcpforwarding no"):
+        assert setting in effective.splitlines(), setting
+
+
+def test_admin_logs_in_with_key_and_becomes_root(host):
+    address = HOSTS[host.backend.get_hostname()]
+    result = ssh("hastack", address, "sudo -n id -u")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_root_login_refused_even_with_an_authorised_key(host):
+    address = HOSTS[host.backend.get_hostname()]
+    with open(KEY + ".pub", encoding="utf-8") as handle:
+        public_key = handle.read().strip()
+    host.run("install -d -m 700 /root/.ssh && printf '%s\\n' '" + public_key + "' > /root/.ssh/authorized_keys")
+    try:
+        result = ssh("root", address, "true")
+        assert result.returncode == 255
+        assert "Permission denied" in result.stderr
+    finally:
+        host.run("rm -f /root/.ssh/authorized_keys")
+
+
+def test_password_authentication_not_offered(host):
+    address = HOSTS[host.backend.get_hostname()]
+    result = ssh("hastack", address, "true", "-o", "PreferredAuthentications=password,keyboard-interactive",
+                 "-o", "PubkeyAuthentication=no")
+    assert result.returncode == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_unattended_security_upgrades(host):
+    config = host.check_output("apt-config dump")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in config
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in config
+    blocked = [line for line in config.splitlines() if line.startswith("Unattended-Upgrade::Package-Blacklist::")]
+    assert any('"postgresql-"' in line for line in blocked), blocked
+    assert any('"keepalived"' in line for line in blocked), blocked
+    # Debian's security origin stays allowed.
+    assert "Debian-Security" in config

@@ -1,0 +1,57 @@
+"""Every role documents and validates its variables (house style, enforced)."""
+
+import pathlib
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+
+
+def load(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_has_argument_specs_for_every_default(role):
+    defaults = load(role / "defaults" / "main.yml")
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert set(defaults) <= set(specs), f"undocumented in argument_specs: {sorted(set(defaults) - set(specs))}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_variables_are_prefixed_with_the_role_name(role):
+    defaults = load(role / "defaults" / "main.yml")
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    prefix = role.name + "_"
+    bad = sorted(name for name in set(defaults) | set(specs) if not name.startswith(prefix))
+    assert not bad, f"variables without the {prefix} prefix: {bad}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_main_only_includes(role):
+    tasks = load(role / "tasks" / "main.yml")
+    assert isinstance(tasks, list)
+    for task in tasks:
+        actions = {k for k in task if k.startswith("ansible.builtin.")}
+        assert actions <= {"ansible.builtin.import_tasks", "ansible.builtin.include_tasks"}, task
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_defaults_hold_no_secret(role):
+    defaults = load(role / "defaults" / "main.yml")
+    for name, value in defaults.items():
+        if name.endswith(("_password", "_secret", "_token")):
+            assert value in ("", None) or "vault_" in str(value), f"{name} has a default secret"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_templates_mirror_target_paths(role):
+    templates = role / "templates"
+    if not templates.exists():
+        pytest.skip("no templates")
+    for template in templates.rglob("*.j2"):
+        relative = template.relative_to(templates)
+        assert relative.parts[0] in {"etc", "usr", "var", "opt", "srv", "home", "root"}, relative
