@@ -1,0 +1,139 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hastack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_cluster_plan
+short_description: Decide which node is, or becomes, the PostgreSQL primary
+description:
+  - Takes the facts that M(pg_node_facts) gathered on every database host and decides,
+    before anything changes, what a playbook may do.
+  - C(converge) (site.yml) finds the node to build around — the writable one, not
+    necessarily the inventory's C(postgresql_primary) — and refuses when two nodes are
+    writable or when only replicas are up.
+  - C(failover) chooses the most advanced reachable replica (or C(new_primary)), and
+    refuses when none is reachable, when it is further behind than C(max_lag_bytes), or
+    when the cluster already has two writable nodes. A cluster that already has a
+    writable primary needs nothing (C(action=none)).
+  - C(switchover) checks the candidate streams from the live primary and is caught up.
+  - Runs on the controller, changes nothing; check mode gives the same answer.
+options:
+  mode:
+    description: Which decision to make.
+    type: str
+    required: true
+    choices: [converge, failover, switchover]
+  nodes:
+    description:
+      - Inventory host name to the C(node) result of M(pg_node_facts); hosts that could not
+        be reached carry C(reachable=false).
+    type: dict
+    required: true
+  inventory_primary:
+    description: The primary the inventory names (used for a new cluster).
+    type: str
+  old_primary:
+    description: The primary before this failover (recorded epoch or inventory).
+    type: str
+  new_primary:
+    description: Promote this host instead of choosing the most advanced replica.
+    type: str
+  max_lag_bytes:
+    description: Refuse a candidate further behind than this.
+    type: int
+    default: 16777216
+  force:
+    description: Promote even when the candidate lags beyond C(max_lag_bytes).
+    type: bool
+    default: false
+author: hastack
+"""
+
+EXAMPLES = r"""
+- name: Decide the failover
+  pg_cluster_plan:
+    mode: failover
+    nodes: "{{ dict(groups['db'] | zip(groups['db'] | map('extract', hostvars, 'hastack_node'))) }}"
+    old_primary: db1
+    max_lag_bytes: 16777216
+  delegate_to: localhost
+  run_once: true
+  register: plan
+"""
+
+RETURN = r"""
+plan:
+  description: The decision.
+  returned: success
+  type: dict
+  contains:
+    action:
+      description: none, promote, switchover or converge.
+      type: str
+    primary:
+      description: The node that is (or will be) the primary.
+      type: str
+    candidate:
+      description: The node to promote.
+      type: str
+    fence:
+      description: Reachable nodes to stop and keep from starting as a primary.
+      type: list
+    repoint:
+      description: Replicas to point at the new primary.
+      type: list
+    lag_bytes:
+      description: How far the candidate's replay is behind the most advanced known position.
+      type: int
+    reason:
+      description: Why, in one sentence.
+      type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hastack_pg import PlanError, converge_primary, failover_plan, switchover_plan
+
+
+def decide(params):
+    nodes = params["nodes"]
+    mode = params["mode"]
+    if mode == "converge":
+        recorded = [n.get("recorded_primary") for n in nodes.values() if n.get("epoch")]
+        epochs = sorted(((n.get("epoch") or 0, n.get("recorded_primary")) for n in nodes.values()), reverse=True)
+        recorded_primary = epochs[0][1] if recorded else None
+        primary, reason = converge_primary(nodes, params["inventory_primary"], recorded_primary)
+        return {"action": "converge", "primary": primary, "reason": reason,
+                "replicas": sorted(h for h in nodes if h != primary)}
+    if mode == "failover":
+        return failover_plan(nodes, old_primary=params["old_primary"], requested=params["new_primary"],
+                             max_lag_bytes=params["max_lag_bytes"], force=params["force"])
+    return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            mode=dict(type="str", required=True, choices=["converge", "failover", "switchover"]),
+            nodes=dict(type="dict", required=True),
+            inventory_primary=dict(type="str"),
+            old_primary=dict(type="str"),
+            new_primary=dict(type="str"),
+            max_lag_bytes=dict(type="int", default=16 * 1024 * 1024),
+            force=dict(type="bool", default=False),
+        ),
+        required_if=[("mode", "converge", ["inventory_primary"])],
+        supports_check_mode=True,
+    )
+    try:
+        plan = decide(module.params)
+    except PlanError as exc:
+        module.fail_json(msg="%s: %s" % (module.params["mode"], exc))
+    module.exit_json(changed=False, plan=plan)
+
+
+if __name__ == "__main__":
+    main()

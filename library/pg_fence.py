@@ -1,0 +1,128 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hastack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_fence
+short_description: Stop a replaced PostgreSQL primary and keep it from starting as one
+description:
+  - Stops the PostgreSQL service (killing it when a clean stop exceeds C(timeout)), then
+    writes C(standby.signal) and a C(hastack.fenced) marker into the data directory. If
+    anyone starts the service again, the node comes up in recovery — read-only — instead
+    of as a second primary. M(pg_resync) later rewinds it and removes the marker.
+  - Records the new primary and cluster epoch in C(/var/lib/hastack/cluster.json).
+  - Idempotent: a stopped, fenced node reports C(changed=false). Supports check mode.
+options:
+  data_directory:
+    description: The cluster's data directory.
+    type: path
+    default: /var/lib/postgresql/15/main
+  service:
+    description: systemd unit of the cluster.
+    type: str
+    default: postgresql@15-main
+  timeout:
+    description: Seconds a clean stop may take before the service is killed.
+    type: int
+    default: 10
+  epoch:
+    description: Cluster epoch of the failover that fenced this node.
+    type: int
+  new_primary:
+    description: Inventory name of the node that replaced this one.
+    type: str
+author: hastack
+"""
+
+EXAMPLES = r"""
+- name: Fence the old primary
+  pg_fence:
+    epoch: "{{ epoch }}"
+    new_primary: "{{ plan.candidate }}"
+  when: inventory_hostname in plan.fence
+"""
+
+RETURN = r"""
+stopped:
+  description: Whether this run stopped the service.
+  returned: always
+  type: bool
+killed:
+  description: Whether the service had to be killed.
+  returned: always
+  type: bool
+"""
+
+import json
+import os
+import pwd
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hastack_pg import FENCE_MARKER, read_cluster_state, write_cluster_state
+
+
+def is_active(module, service):
+    rc, out, _ = module.run_command(["systemctl", "is-active", service])
+    return out.strip() in ("active", "activating", "reloading", "deactivating")
+
+
+def write_owned(path, content, owner="postgres"):
+    user = pwd.getpwnam(owner)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.chown(tmp, user.pw_uid, user.pw_gid)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
+            service=dict(type="str", default="postgresql@15-main"),
+            timeout=dict(type="int", default=10),
+            epoch=dict(type="int"),
+            new_primary=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    data = p["data_directory"]
+    if not os.path.exists(os.path.join(data, "PG_VERSION")):
+        module.exit_json(changed=False, stopped=False, killed=False, msg="no cluster in %s" % data)
+    active = is_active(module, p["service"])
+    signal = os.path.join(data, "standby.signal")
+    marker = os.path.join(data, FENCE_MARKER)
+    state = read_cluster_state()
+    record = p["epoch"] is not None and (state.get("epoch"), state.get("primary")) != (p["epoch"], p["new_primary"])
+    changed = active or not os.path.exists(signal) or not os.path.exists(marker) or record
+    if module.check_mode or not changed:
+        module.exit_json(changed=changed, stopped=False, killed=False)
+    killed = False
+    if active:
+        rc, _, err = module.run_command(["timeout", str(p["timeout"]), "systemctl", "stop", p["service"]])
+        if rc != 0:
+            module.run_command(["systemctl", "kill", "--signal=SIGKILL", p["service"]])
+            module.run_command(["systemctl", "stop", p["service"]])
+            killed = True
+        if is_active(module, p["service"]):
+            module.fail_json(msg="could not stop %s; the old primary may still accept writes. Stop it by hand "
+                                 "(or power the host off) before pointing clients at the new primary." % p["service"])
+    write_owned(signal, "")
+    write_owned(marker, json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "epoch": p["epoch"], "new_primary": p["new_primary"]}) + "\n")
+    if p["epoch"] is not None:
+        state.update(epoch=p["epoch"], primary=p["new_primary"],
+                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_cluster_state(state)
+    module.exit_json(changed=True, stopped=active, killed=killed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hastack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_promote
+short_description: Promote a PostgreSQL replica and wait until it accepts writes
+description:
+  - Calls C(pg_promote(wait => true)) on the local replica, then waits until the server is
+    out of recovery and can assign a transaction ID (it accepts writes).
+  - A node that is already a primary is left alone (C(changed=false)).
+  - Optionally runs C(CHECKPOINT) afterwards so the control file shows the new timeline;
+    pg_rewind against this node decides wrongly without it.
+  - Records the new primary and cluster epoch in C(/var/lib/hastack/cluster.json) when
+    C(epoch) is given.
+  - In check mode reports whether it would promote.
+options:
+  port:
+    description: Port of the local PostgreSQL.
+    type: int
+    default: 5432
+  socket_dir:
+    description: Directory of the local Unix socket.
+    type: path
+    default: /var/run/postgresql
+  login_user:
+    description: Database superuser to connect as over the socket.
+    type: str
+    default: postgres
+  timeout:
+    description: Seconds to wait for the promotion and the first writable transaction.
+    type: int
+    default: 60
+  checkpoint:
+    description: Run CHECKPOINT after promotion.
+    type: bool
+    default: true
+  epoch:
+    description: Cluster epoch to record with this node as primary; omitted means do not record.
+    type: int
+  node_name:
+    description: Inventory name of this node, recorded as the primary.
+    type: str
+requirements:
+  - psycopg >= 3.1 on the managed host (Debian package python3-psycopg)
+author: hastack
+"""
+
+EXAMPLES = r"""
+- name: Promote the chosen replica
+  pg_promote:
+    timeout: 30
+    epoch: "{{ plan.epoch }}"
+    node_name: "{{ inventory_hostname }}"
+  when: inventory_hostname == plan.candidate
+"""
+
+RETURN = r"""
+promoted:
+  description: Whether this run promoted the node.
+  returned: always
+  type: bool
+timeline:
+  description: The node's timeline after promotion.
+  returned: success
+  type: int
+lsn:
+  description: pg_current_wal_lsn() after promotion.
+  returned: success
+  type: str
+promote_seconds:
+  description: Time from the promote call to the first writable transaction.
+  returned: when promoted
+  type: float
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_pg import (
+    HAS_PSYCOPG,
+    PSYCOPG_IMPORT_ERROR,
+    connect,
+    local_conninfo,
+    query_one,
+    read_cluster_state,
+    timeline_from_walfile,
+    write_cluster_state,
+)
+
+POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
+                "pg_walfile_name(pg_current_wal_lsn()) AS walfile")
+
+
+def record(module, epoch, node_name):
+    if epoch is None:
+        return False
+    state = read_cluster_state()
+    wanted = {"epoch": epoch, "primary": node_name or state.get("primary")}
+    if all(state.get(k) == v for k, v in wanted.items()):
+        return False
+    state.update(wanted, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_cluster_state(state)
+    return True
+
+
+def wait_writable(conn, deadline):
+    while True:
+        row = query_one(conn, "SELECT pg_is_in_recovery() AS rec, current_setting('transaction_read_only') AS ro")
+        if not row["rec"] and row["ro"] == "off":
+            # Assigning a transaction ID fails on a read-only server: proof of writability.
+            query_one(conn, "SELECT pg_current_xact_id()::text AS xid")
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.02)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            port=dict(type="int", default=5432),
+            socket_dir=dict(type="path", default="/var/run/postgresql"),
+            login_user=dict(type="str", default="postgres"),
+            timeout=dict(type="int", default=60),
+            checkpoint=dict(type="bool", default=True),
+            epoch=dict(type="int"),
+            node_name=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
+    p = module.params
+    try:
+        conn = connect(local_conninfo(p["socket_dir"], p["port"], user=p["login_user"]))
+    except Exception as exc:
+        module.fail_json(msg="cannot promote: PostgreSQL on this host does not answer on %s (%s). Start it "
+                             "(systemctl start postgresql@<version>-main) or choose another replica with "
+                             "-e new_primary=HOST." % (p["socket_dir"], str(exc).strip()))
+    with conn:
+        in_recovery = query_one(conn, "SELECT pg_is_in_recovery() AS rec")["rec"]
+        if not in_recovery:
+            pos = query_one(conn, POSITION_SQL)
+            changed = False if module.check_mode else record(module, p["epoch"], p["node_name"])
+            module.exit_json(changed=changed, promoted=False, lsn=pos["lsn"],
+                             timeline=timeline_from_walfile(pos["walfile"]))
+        if module.check_mode:
+            module.exit_json(changed=True, promoted=False)
+        start = time.monotonic()
+        deadline = start + p["timeout"]
+        done = query_one(conn, "SELECT pg_promote(true, %s) AS ok", (p["timeout"],))["ok"]
+        if not done:
+            module.fail_json(msg="pg_promote() did not finish within %d s; the node is still in recovery. Check "
+                                 "its log (journalctl -u postgresql@*) and rerun failover.yml." % p["timeout"])
+        try:
+            wait_writable(conn, deadline)
+        except TimeoutError:
+            module.fail_json(msg="the node left recovery but refused writes for %d s (transaction_read_only "
+                                 "or default_transaction_read_only set?)" % p["timeout"])
+        promote_seconds = round(time.monotonic() - start, 3)
+        record(module, p["epoch"], p["node_name"])
+        if p["checkpoint"]:
+            conn.execute("CHECKPOINT")
+        pos = query_one(conn, POSITION_SQL)
+    module.exit_json(changed=True, promoted=True, promote_seconds=promote_seconds, lsn=pos["lsn"],
+                     timeline=timeline_from_walfile(pos["walfile"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hastack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_resync
+short_description: Make this node a streaming replica of a given PostgreSQL primary
+description:
+  - Nothing to do when the node already streams from C(primary_host).
+  - A replica of the same cluster is pointed at the primary (primary_conninfo and slot in
+    C(conf.d), reload or start).
+  - A former primary (for example one fenced by failover.yml) is rewound with
+    C(pg_rewind) when C(allow_rewind) is true; when rewind is impossible or off,
+    C(pg_basebackup) takes over if C(basebackup) allows it, otherwise the module fails
+    with the reason. A diverged former primary's data directory is moved aside, never
+    deleted; only an empty or a known replica's data directory is overwritten.
+  - C(primary_conninfo) always names the replication role (pg_rewind -R would write the
+    rewind user), with the password read from a passfile so no secret is in a config file.
+  - Creates this node's physical replication slot on the primary before PostgreSQL starts
+    (otherwise the first connection fails and the WAL receiver waits 5 s to retry), then
+    waits until the node streams.
+  - Supports check mode (reports the action it would take).
+options:
+  primary_host:
+    description: Address of the primary to follow.
+    type: str
+    required: true
+  primary_port:
+    description: Port of the primary.
+    type: int
+    default: 5432
+  node_name:
+    description: This node's name; its application_name (synchronous_standby_names) and slot.
+    type: str
+    required: true
+  slot:
+    description: Physical replication slot on the primary; derived from C(node_name) by default.
+    type: str
+  replication_user:
+    description: Role with REPLICATION used for streaming and pg_basebackup.
+    type: str
+    default: replicator
+  rewind_user:
+    description: Role with the pg_rewind function grants and pg_checkpoint.
+    type: str
+    default: hastack_rewind
+  passfile:
+    description: libpq password file (owned by postgres, mode 0600) holding both roles' passwords.
+    type: path
+    default: /var/lib/postgresql/.pgpass
+  data_directory:
+    description: The cluster's data directory.
+    type: path
+    default: /var/lib/postgresql/15/main
+  config_dir:
+    description: The cluster's configuration directory (Debian keeps it outside the data directory).
+    type: path
+    default: /etc/postgresql/15/main
+  bin_dir:
+    description: Directory of the PostgreSQL server binaries.
+    type: path
+    default: /usr/lib/postgresql/15/bin
+  service:
+    description: systemd unit of the cluster.
+    type: str
+    default: postgresql@15-main
+  port:
+    description: Port of the local PostgreSQL.
+    type: int
+    default: 5432
+  socket_dir:
+    description: Directory of the local Unix socket.
+    type: path
+    default: /var/run/postgresql
+  allow_rewind:
+    description: Rewind a former primary with pg_rewind.
+    type: bool
+    default: true
+  basebackup:
+    description:
+      - When a fresh copy with pg_basebackup is allowed.
+      - C(never) fails instead. C(safe) copies only into an empty data directory or over a
+        known replica. C(always) also replaces a former primary's data directory (moved aside).
+    type: str
+    choices: [never, safe, always]
+    default: safe
+  timeout:
+    description: Seconds to wait for the node to stream after it starts.
+    type: int
+    default: 60
+  repoint_timeout:
+    description: Seconds a repointed replica may take to stream before rewind is tried.
+    type: int
+    default: 10
+  epoch:
+    description: Cluster epoch to record with C(primary_name) on this node.
+    type: int
+  primary_name:
+    description: Inventory name of the primary, recorded with C(epoch).
+    type: str
+requirements:
+  - psycopg >= 3.1 on the managed host (Debian package python3-psycopg)
+  - PostgreSQL 15 or later (pg_rewind --config-file)
+author: hastack
+"""
+
+EXAMPLES = r"""
+- name: Rejoin the old primary as a replica
+  pg_resync:
+    primary_host: 198.18.1.12
+    node_name: "{{ inventory_hostname }}"
+    allow_rewind: true
+    basebackup: always
+
+- name: Clone a new replica, never touching data that is not a replica's
+  pg_resync:
+    primary_host: "{{ hostvars[primary].ansible_host }}"
+    node_name: "{{ inventory_hostname }}"
+    allow_rewind: false
+    basebackup: safe
+"""
+
+RETURN = r"""
+action:
+  description: What was done, in order of attempts (none, repoint, rewind, basebackup).
+  returned: always
+  type: str
+  sample: rewind
+attempts:
+  description: Each method tried, with its outcome.
+  returned: always
+  type: list
+reason:
+  description: Why this action was chosen.
+  returned: always
+  type: str
+moved_aside:
+  description: Where a former primary's data directory was moved, if it was.
+  returned: when a data directory was moved
+  type: str
+seconds:
+  description: Time each step took.
+  returned: always
+  type: dict
+"""
+
+import os
+import pwd
+import shutil
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_pg import (
+    BASEBACKUP_ALWAYS,
+    BASEBACKUP_NEVER,
+    FENCE_MARKER,
+    HAS_PSYCOPG,
+    PSYCOPG_IMPORT_ERROR,
+    PlanError,
+    connect,
+    gather_node,
+    local_conninfo,
+    query_one,
+    read_cluster_state,
+    replication_command,
+    resync_action,
+    slot_name,
+    write_cluster_state,
+)
+
+REPLICATION_CONF = "90-hastack-replication.conf"
+
+
+class ResyncError(Exception):
+    pass
+
+
+class Resync:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.slot = self.p["slot"] or slot_name(self.p["node_name"])
+        self.seconds = {}
+        self.attempts = []
+        self.postgres = pwd.getpwnam("postgres")
+
+    # ------------------------------------------------------------ helpers
+    def timed(self, name, func, *args):
+        start = time.monotonic()
+        try:
+            return func(*args)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0) + time.monotonic() - start, 3)
+
+    def run(self, cmd, as_postgres=False):
+        if as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        return self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
+
+    def conninfo(self, user, dbname=None, application_name=None):
+        parts = ["host=%s" % self.p["primary_host"], "port=%d" % self.p["primary_port"], "user=%s" % user,
+                 "passfile=%s" % self.p["passfile"], "connect_timeout=3"]
+        if dbname:
+            parts.append("dbname=%s" % dbname)
+        if application_name:
+            parts.append("application_name=%s" % application_name)
+        return " ".join(parts)
+
+    def primary_params(self, user, **extra):
+        params = {"host": self.p["primary_host"], "port": self.p["primary_port"], "user": user,
+                  "passfile": self.p["passfile"]}
+        params.update(extra)
+        return params
+
+    def local_node(self):
+        node = gather_node(self.module.run_command, self.p["data_directory"], self.p["bin_dir"],
+                           self.p["socket_dir"], self.p["port"])
+        node["host"] = self.p["node_name"]
+        return node
+
+    def service(self, verb):
+        rc, out, err = self.run(["systemctl", verb, self.p["service"]])
+        if rc != 0:
+            raise ResyncError("systemctl %s %s failed: %s" % (verb, self.p["service"], (err or out).strip()))
+
+    def write_owned(self, path, content, mode=0o640):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() == content:
+                    return False
+        except OSError:
+            pass
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chown(tmp, self.postgres.pw_uid, self.postgres.pw_gid)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        return True
+
+    # ------------------------------------------------------------ primary side
+    def identify_primary(self):
+        try:
+            with connect(self.primary_params(self.p["replication_user"], replication="true"), autocommit=True) as conn:
+                return replication_command(conn, "IDENTIFY_SYSTEM")[0]
+        except Exception as exc:
+            raise ResyncError(
+                "cannot open a replication connection to the primary %s:%d as %s: %s. Check that the primary "
+                "runs, that its pg_hba.conf allows replication from this host, and that %s holds the password."
+                % (self.p["primary_host"], self.p["primary_port"], self.p["replication_user"],
+                   str(exc).strip(), self.p["passfile"]))
+
+    def ensure_slot(self):
+        with connect(self.primary_params(self.p["replication_user"], replication="true"), autocommit=True) as conn:
+            try:
+                replication_command(conn, 'CREATE_REPLICATION_SLOT "%s" PHYSICAL RESERVE_WAL' % self.slot)
+                return True
+            except RuntimeError as exc:
+                if "already exists" in str(exc):
+                    return False
+                raise ResyncError("cannot create slot %s on the primary: %s" % (self.slot, exc))
+
+    def checkpoint_primary(self):
+        # Right after a promotion the primary's control file may still show the old
+        # timeline; pg_rewind then decides wrongly and the rewound node cannot start.
+        try:
+            with connect(self.primary_params(self.p["rewind_user"], dbname="postgres")) as conn:
+                conn.execute("CHECKPOINT")
+        except Exception as exc:
+            self.module.warn("CHECKPOINT on the primary failed (%s); pg_rewind may pick an old timeline" % exc)
+
+    # ------------------------------------------------------------ local side
+    def replication_conf(self):
+        return ("# Managed by hastack (pg_resync): this node replicates from %s.\n"
+                "primary_conninfo = '%s keepalives_idle=5 keepalives_interval=1 keepalives_count=3'\n"
+                "primary_slot_name = '%s'\n"
+                "recovery_target_timeline = 'latest'\n"
+                % (self.p["primary_host"],
+                   self.conninfo(self.p["replication_user"], application_name=slot_name(self.p["node_name"])),
+                   self.slot))
+
+    def conf_path(self):
+        return os.path.join(self.p["config_dir"], "conf.d", REPLICATION_CONF)
+
+    def configure_standby(self):
+        changed = self.write_owned(self.conf_path(), self.replication_conf())
+        changed |= self.write_owned(os.path.join(self.p["data_directory"], "standby.signal"), "", 0o600)
+        marker = os.path.join(self.p["data_directory"], FENCE_MARKER)
+        if os.path.exists(marker):
+            os.unlink(marker)
+            changed = True
+        return changed
+
+    def streaming(self):
+        try:
+            with connect(local_conninfo(self.p["socket_dir"], self.p["port"]), connect_timeout=2) as conn:
+                row = query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
+        except Exception:
+            return None
+        return row
+
+    def wait_streaming(self, timeout):
+        deadline = time.monotonic() + timeout
+        row = None
+        while time.monotonic() < deadline:
+            row = self.streaming()
+            if row and row["status"] == "streaming" and row["sender_host"] == self.p["primary_host"]:
+                return True, row
+            time.sleep(0.05)
+        return False, row
+
+    def drop_stale_local_slots(self):
+        # Slots this node kept from its days as a primary would retain WAL here for nothing.
+        dropped = []
+        with connect(local_conninfo(self.p["socket_dir"], self.p["port"])) as conn:
+            rows = conn.execute("SELECT slot_name FROM pg_replication_slots "
+                                "WHERE slot_type = 'physical' AND NOT active").fetchall()
+            for (name,) in rows:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+                dropped.append(name)
+        return dropped
+
+    # ------------------------------------------------------------ methods
+    def repoint(self, running):
+        self.timed("slot", self.ensure_slot)
+        self.configure_standby()
+        if running:
+            self.timed("reload", self.service, "reload")
+        else:
+            self.timed("start", self.service, "start")
+        ok, row = self.timed("wait_streaming", self.wait_streaming, self.p["repoint_timeout"])
+        self.attempts.append({"method": "repoint", "ok": ok, "wal_receiver": row})
+        return ok
+
+    def rewind(self):
+        self.timed("stop", self.service, "stop")
+        for name in ("standby.signal", "recovery.signal"):
+            path = os.path.join(self.p["data_directory"], name)
+            if os.path.exists(path):
+                os.unlink(path)
+        self.timed("checkpoint_primary", self.checkpoint_primary)
+        cmd = [os.path.join(self.p["bin_dir"], "pg_rewind"), "--target-pgdata", self.p["data_directory"],
+               "--source-server", self.conninfo(self.p["rewind_user"], dbname="postgres"),
+               "--config-file", os.path.join(self.p["config_dir"], "postgresql.conf")]
+        rc, out, err = self.timed("pg_rewind", self.run, cmd, True)
+        self.attempts.append({"method": "rewind", "ok": rc == 0, "output": (out + err).strip()[-2000:]})
+        return rc == 0
+
+    def basebackup(self, local):
+        self.timed("stop", self.service, "stop")
+        data = self.p["data_directory"]
+        moved = None
+        if local.get("has_data"):
+            known_replica = local.get("standby_signal") and not local.get("fenced")
+            if known_replica:
+                shutil.rmtree(data)
+            else:
+                moved = "%s.hastack-old-%s" % (data.rstrip("/"), time.strftime("%Y%m%dT%H%M%S"))
+                os.rename(data, moved)
+        elif os.path.isdir(data):
+            shutil.rmtree(data)
+        os.mkdir(data, 0o700)
+        os.chown(data, self.postgres.pw_uid, self.postgres.pw_gid)
+        self.timed("slot", self.ensure_slot)
+        cmd = [os.path.join(self.p["bin_dir"], "pg_basebackup"), "--pgdata", data, "--wal-method=stream",
+               "--checkpoint=fast", "--slot", self.slot, "--no-password",
+               "--dbname", self.conninfo(self.p["replication_user"], application_name=slot_name(self.p["node_name"]))]
+        rc, out, err = self.timed("pg_basebackup", self.run, cmd, True)
+        self.attempts.append({"method": "basebackup", "ok": rc == 0, "output": (out + err).strip()[-2000:]})
+        if rc != 0:
+            raise ResyncError("pg_basebackup from %s failed: %s" % (self.p["primary_host"], (err or out).strip()))
+        return moved
+
+    def start_and_wait(self):
+        self.timed("slot", self.ensure_slot)
+        self.configure_standby()
+        self.timed("start", self.service, "start")
+        ok, row = self.timed("wait_streaming", self.wait_streaming, self.p["timeout"])
+        if not ok:
+            raise ResyncError(
+                "PostgreSQL started but does not stream from %s after %d s (wal receiver: %s). Look at "
+                "journalctl -u %s on this host and at pg_stat_replication on the primary."
+                % (self.p["primary_host"], self.p["timeout"], row, self.p["service"]))
+
+    # ------------------------------------------------------------ driver
+    def execute(self):
+        ident = self.timed("identify_primary", self.identify_primary)
+        local = self.timed("local_facts", self.local_node)
+        primary = {"system_identifier": ident["systemid"], "address": self.p["primary_host"]}
+        action, reason = resync_action(local, primary, self.p["allow_rewind"], self.p["basebackup"])
+        if action == "none":
+            try:
+                with open(self.conf_path(), encoding="utf-8") as handle:
+                    current = handle.read()
+            except OSError:
+                current = None
+            if current != self.replication_conf():
+                action, reason = "repoint", "streams from the primary but its replication settings differ"
+        result = {"action": action, "reason": reason, "attempts": self.attempts, "seconds": self.seconds,
+                  "primary_timeline": int(ident["timeline"])}
+        if action == "none":
+            result["changed"] = self.record(dry=self.module.check_mode)
+            return result
+        if self.module.check_mode:
+            result["changed"] = True
+            return result
+        done = []
+        if action == "repoint":
+            done.append("repoint")
+            if self.repoint(local.get("running")):
+                return self.finish(result, done)
+            if not self.p["allow_rewind"]:
+                raise ResyncError("repointed to %s but it does not stream within %d s and allow_rewind is off: "
+                                  "its timeline may have diverged. Run resync.yml -e node=%s to rewind it."
+                                  % (self.p["primary_host"], self.p["repoint_timeout"], self.p["node_name"]))
+            action = "rewind"
+        if action == "rewind":
+            done.append("rewind")
+            if self.rewind():
+                self.start_and_wait()
+                return self.finish(result, done)
+            if self.p["basebackup"] != BASEBACKUP_ALWAYS:
+                raise ResyncError("pg_rewind failed and resync_basebackup=%s forbids a fresh copy: %s. Rerun "
+                                  "with -e resync_basebackup=always to clone it (its data directory is moved "
+                                  "aside, not deleted)." % (self.p["basebackup"], self.attempts[-1]["output"]))
+            local = self.local_node()
+            local["fenced"] = True  # a failed rewind leaves a former primary: keep its data
+            action = "basebackup"
+        if action == "basebackup":
+            if self.p["basebackup"] == BASEBACKUP_NEVER:
+                raise ResyncError("a fresh copy is needed but resync_basebackup=never")
+            done.append("basebackup")
+            moved = self.basebackup(local)
+            if moved:
+                result["moved_aside"] = moved
+            self.start_and_wait()
+        return self.finish(result, done)
+
+    def finish(self, result, done):
+        result["action"] = " -> ".join(done)
+        result["dropped_local_slots"] = self.drop_stale_local_slots()
+        self.record()
+        result["changed"] = True
+        return result
+
+    def record(self, dry=False):
+        if self.p["epoch"] is None:
+            return False
+        state = read_cluster_state()
+        if (state.get("epoch"), state.get("primary")) == (self.p["epoch"], self.p["primary_name"]):
+            return False
+        if not dry:
+            state.update(epoch=self.p["epoch"], primary=self.p["primary_name"],
+                         updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            write_cluster_state(state)
+        return True
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            primary_host=dict(type="str", required=True),
+            primary_port=dict(type="int", default=5432),
+            node_name=dict(type="str", required=True),
+            slot=dict(type="str"),
+            replication_user=dict(type="str", default="replicator"),
+            rewind_user=dict(type="str", default="hastack_rewind"),
+            passfile=dict(type="path", default="/var/lib/postgresql/.pgpass"),
+            data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
+            config_dir=dict(type="path", default="/etc/postgresql/15/main"),
+            bin_dir=dict(type="path", default="/usr/lib/postgresql/15/bin"),
+            service=dict(type="str", default="postgresql@15-main"),
+            port=dict(type="int", default=5432),
+            socket_dir=dict(type="path", default="/var/run/postgresql"),
+            allow_rewind=dict(type="bool", default=True),
+            basebackup=dict(type="str", default="safe", choices=["never", "safe", "always"]),
+            timeout=dict(type="int", default=60),
+            repoint_timeout=dict(type="int", default=10),
+            epoch=dict(type="int"),
+            primary_name=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
+    resync = Resync(module)
+    try:
+        result = resync.execute()
+    except PlanError as exc:
+        module.fail_json(msg="%s: %s" % (module.params["node_name"], exc), attempts=resync.attempts,
+                         seconds=resync.seconds)
+    except ResyncError as exc:
+        module.fail_json(msg="%s: %s" % (module.params["node_name"], exc), attempts=resync.attempts,
+                         seconds=resync.seconds)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Decision logic of the PostgreSQL modules, without a database."""
+
+import pytest
+
+from module_utils import hastack_pg as pg
+from module_utils.hastack_pg import PlanError
+
+SYSID = "7300000000000000001"
+
+
+def primary(lsn="0/5000000", **extra):
+    return {"reachable": True, "role": "primary", "has_data": True, "system_identifier": SYSID,
+            "current_lsn": lsn, "position_lsn": lsn, **extra}
+
+
+def replica(receive="0/5000000", replay=None, upstream="198.18.3.11", streaming=True, **extra):
+    replay = replay or receive
+    return {"reachable": True, "role": "replica", "has_data": True, "system_identifier": SYSID,
+            "standby_signal": True, "receive_lsn": receive, "replay_lsn": replay,
+            "position_lsn": pg.max_lsn(receive, replay), "upstream": upstream,
+            "wal_receiver": {"status": "streaming" if streaming else "stopping", "sender_host": upstream},
+            **extra}
+
+
+def dead():
+    return {"reachable": False}
+
+
+def stopped(**extra):
+    return {"reachable": True, "role": "stopped", "has_data": True, "system_identifier": SYSID, **extra}
+
+
+# ------------------------------------------------------------------ LSNs
+@pytest.mark.parametrize("text,value", [("0/0", 0), ("0/16B3748", 0x16B3748), ("16/B374D848", (0x16 << 32) + 0xB374D848)])
+def test_lsn_round_trip(text, value):
+    assert pg.lsn_to_int(text) == value
+    assert pg.int_to_lsn(value) == text.upper()
+
+
+def test_lsn_rejects_garbage():
+    with pytest.raises(ValueError):
+        pg.lsn_to_int("16-B3")
+
+
+def test_max_lsn_ignores_missing():
+    assert pg.max_lsn(None, "0/10", "0/F") == "0/10"
+    assert pg.max_lsn(None, "") is None
+
+
+def test_slot_name_is_valid_for_postgres():
+    assert pg.slot_name("db-1.example.net") == "db_1_example_net"
+
+
+def test_timeline_from_walfile():
+    assert pg.timeline_from_walfile("000000020000000000000003") == 2
+
+
+def test_parse_controldata():
+    text = """pg_control version number:            1300
+Database system identifier:           7300000000000000001
+Database cluster state:               shut down in recovery
+Latest checkpoint location:           0/3000060
+Latest checkpoint's TimeLineID:       2
+Minimum recovery ending location:     0/3000108
+"""
+    facts = pg.parse_controldata(text)
+    assert facts == {"system_identifier": SYSID, "cluster_state": "shut down in recovery",
+                     "checkpoint_lsn": "0/3000060", "timeline": 2, "min_recovery_lsn": "0/3000108"}
+
+
+@pytest.mark.parametrize("message,state", [
+    ("FATAL:  the database system is starting up", "starting"),
+    ("FATAL:  the database system is shutting down", "stopping"),
+    ('connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: No such file or directory', "stopped"),
+    ("timeout expired", "unresponsive"),
+])
+def test_classify_connect_error(message, state):
+    assert pg.classify_connect_error(message) == state
+
+
+def test_cluster_state_file_round_trip(tmp_path):
+    path = tmp_path / "sub" / "cluster.json"
+    pg.write_cluster_state({"epoch": 3, "primary": "db2"}, str(path))
+    assert pg.read_cluster_state(str(path)) == {"epoch": 3, "primary": "db2"}
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert pg.read_cluster_state(str(tmp_path / "missing.json")) == {}
+
+
+# ------------------------------------------------------------------ converge
+def test_converge_builds_around_the_writable_node_not_the_inventory():
+    primary_host, reason = pg.converge_primary({"db1": replica(), "db2": primary()}, "db1")
+    assert primary_host == "db2"
+    assert "inventory names db1" in reason
+
+
+def test_converge_refuses_two_writable_nodes():
+    with pytest.raises(PlanError, match="more than one writable.*db1, db2"):
+        pg.converge_primary({"db1": primary(), "db2": primary()}, "db1")
+
+
+def test_converge_new_cluster_uses_the_inventory_primary():
+    nodes = {"db1": {"reachable": True, "role": "absent", "has_data": False},
+             "db2": {"reachable": True, "role": "absent", "has_data": False}}
+    assert pg.converge_primary(nodes, "db1")[0] == "db1"
+
+
+def test_converge_refuses_unreachable_hosts():
+    with pytest.raises(PlanError, match="db2.*unreachable"):
+        pg.converge_primary({"db1": primary(), "db2": dead()}, "db1")
+
+
+def test_converge_never_promotes_when_only_replicas_are_up():
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.converge_primary({"db1": stopped(standby_signal=True), "db2": replica()}, "db1")
+
+
+def test_converge_starts_a_stopped_primary():
+    assert pg.converge_primary({"db1": stopped(), "db2": replica()}, "db1")[0] == "db1"
+
+
+def test_converge_refuses_a_stopped_primary_the_epoch_disowns():
+    with pytest.raises(PlanError, match="recorded db2"):
+        pg.converge_primary({"db1": stopped(), "db2": stopped(standby_signal=True)}, "db1", recorded_primary="db2")
+
+
+# ------------------------------------------------------------------ failover
+def test_failover_promotes_the_most_advanced_replica_and_fences_the_old_primary():
+    nodes = {"db1": stopped(), "db2": replica("0/5000000"), "db3": replica("0/6000000")}
+    plan = pg.failover_plan(nodes, old_primary="db1")
+    assert plan["action"] == "promote"
+    assert plan["candidate"] == "db3"
+    assert plan["fence"] == ["db1"]
+    assert plan["repoint"] == ["db2"]
+
+
+def test_failover_with_unreachable_old_primary():
+    plan = pg.failover_plan({"db1": dead(), "db2": replica()}, old_primary="db1")
+    assert plan["candidate"] == "db2"
+    assert plan["fence"] == []
+    assert plan["old_primary_reachable"] is False
+
+
+def test_failover_is_a_no_op_once_a_primary_is_writable():
+    plan = pg.failover_plan({"db1": stopped(standby_signal=True), "db2": primary()}, old_primary="db1")
+    assert plan["action"] == "none"
+    assert plan["primary"] == "db2"
+
+
+def test_failover_refuses_without_a_reachable_replica():
+    with pytest.raises(PlanError, match="no replica is reachable.*db2"):
+        pg.failover_plan({"db1": dead(), "db2": dead()}, old_primary="db1")
+
+
+def test_failover_refuses_a_lagging_replica_and_names_the_override():
+    nodes = {"db1": dead(), "db2": replica(receive="0/9000000", replay="0/5000000", replay_paused=True)}
+    with pytest.raises(PlanError) as excinfo:
+        pg.failover_plan(nodes, old_primary="db1", max_lag_bytes=1024 * 1024)
+    message = str(excinfo.value)
+    assert "failover_max_lag_bytes=" in message
+    assert "failover_force=true" in message
+    assert "paused" in message
+
+
+def test_failover_force_accepts_the_lag():
+    nodes = {"db1": dead(), "db2": replica(receive="0/9000000", replay="0/5000000")}
+    plan = pg.failover_plan(nodes, old_primary="db1", max_lag_bytes=1024, force=True)
+    assert plan["candidate"] == "db2"
+    assert plan["lag_bytes"] == 0x4000000
+
+
+def test_failover_lag_is_measured_against_the_most_advanced_peer():
+    nodes = {"db1": dead(), "db2": replica("0/5000000"), "db3": replica("0/9000000")}
+    with pytest.raises(PlanError, match="db2.*behind"):
+        pg.failover_plan(nodes, old_primary="db1", requested="db2", max_lag_bytes=1024)
+
+
+def test_failover_refuses_split_brain():
+    with pytest.raises(PlanError, match="split brain"):
+        pg.failover_plan({"db1": primary(), "db2": primary(), "db3": replica()}, old_primary="db1")
+
+
+def test_failover_refuses_when_the_primary_is_alive_and_another_node_is_requested():
+    with pytest.raises(PlanError, match="switchover.yml -e new_primary=db2"):
+        pg.failover_plan({"db1": primary(), "db2": replica()}, old_primary="db1", requested="db2")
+
+
+def test_failover_requested_node_must_be_a_running_replica():
+    with pytest.raises(PlanError, match="new_primary=db3 cannot be promoted: it is unreachable"):
+        pg.failover_plan({"db1": dead(), "db2": replica(), "db3": dead()}, old_primary="db1", requested="db3")
+
+
+# ------------------------------------------------------------------ switchover
+def test_switchover_picks_a_caught_up_streaming_replica():
+    plan = pg.switchover_plan({"db1": primary("0/5000000"), "db2": replica("0/5000000")}, requested="db2")
+    assert plan["action"] == "switchover"
+    assert plan["candidate"] == "db2"
+
+
+def test_switchover_to_the_current_primary_does_nothing():
+    assert pg.switchover_plan({"db1": primary(), "db2": replica()}, requested="db1")["action"] == "none"
+
+
+def test_switchover_refuses_a_lagging_or_broken_replica():
+    with pytest.raises(PlanError, match="behind"):
+        pg.switchover_plan({"db1": primary("0/9000000"), "db2": replica("0/5000000")}, max_lag_bytes=1024)
+    with pytest.raises(PlanError, match="not streaming"):
+        pg.switchover_plan({"db1": primary(), "db2": replica(streaming=False)})
+
+
+def test_switchover_refuses_without_a_primary():
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.switchover_plan({"db1": dead(), "db2": replica()})
+
+
+# ------------------------------------------------------------------ resync
+PRIMARY = {"system_identifier": SYSID, "address": "198.18.3.12"}
+
+
+def test_resync_nothing_to_do_when_streaming_from_the_primary():
+    local = replica(upstream="198.18.3.12")
+    assert pg.resync_action(local, PRIMARY)[0] == "none"
+
+
+def test_resync_repoints_a_replica_of_the_same_cluster():
+    assert pg.resync_action(replica(upstream="198.18.3.11"), PRIMARY)[0] == "repoint"
+    assert pg.resync_action(stopped(standby_signal=True), PRIMARY)[0] == "repoint"
+
+
+def test_resync_rewinds_a_former_primary():
+    assert pg.resync_action(stopped(), PRIMARY, allow_rewind=True)[0] == "rewind"
+
+
+def test_resync_in_site_yml_refuses_a_former_primary():
+    with pytest.raises(PlanError, match="resync.yml -e node=db1"):
+        pg.resync_action(dict(stopped(), host="db1"), PRIMARY, allow_rewind=False, basebackup=pg.BASEBACKUP_SAFE)
+
+
+def test_resync_clones_an_empty_node_but_not_under_never():
+    assert pg.resync_action({"has_data": False}, PRIMARY)[0] == "basebackup"
+    with pytest.raises(PlanError):
+        pg.resync_action({"has_data": False}, PRIMARY, basebackup=pg.BASEBACKUP_NEVER)
+
+
+def test_resync_never_overwrites_another_clusters_primary_data():
+    other = stopped(system_identifier="1")
+    with pytest.raises(PlanError, match="only copy"):
+        pg.resync_action(other, PRIMARY, allow_rewind=True, basebackup=pg.BASEBACKUP_SAFE)
+    assert pg.resync_action(other, PRIMARY, basebackup=pg.BASEBACKUP_ALWAYS)[0] == "basebackup"
+
+
+def test_resync_reclones_a_replica_of_another_cluster():
+    assert pg.resync_action(replica(system_identifier="1"), PRIMARY)[0] == "basebackup"
+
+
+def test_resync_falls_back_to_basebackup_when_rewind_is_off():
+    assert pg.resync_action(stopped(), PRIMARY, allow_rewind=False, basebackup=pg.BASEBACKUP_ALWAYS)[0] == "basebackup"
+
+
+def test_converge_never_restarts_a_fenced_primary():
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.converge_primary({"db1": stopped(standby_signal=True, fenced=True), "db2": replica()}, "db1")
+
+
+def test_resync_rewinds_a_fenced_primary_even_with_standby_signal():
+    fenced = stopped(standby_signal=True, fenced=True)
+    assert pg.resync_action(fenced, PRIMARY, allow_rewind=True)[0] == "rewind"
+    with pytest.raises(PlanError, match="resync.yml"):
+        pg.resync_action(fenced, PRIMARY, allow_rewind=False, basebackup=pg.BASEBACKUP_SAFE)
