@@ -48,7 +48,7 @@ lab-status:
 	bash scripts/lab.sh status
 
 converge: lab
-	ansible-playbook -i inventories/lab site.yml
+	ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass ansible-playbook -i inventories/lab site.yml
 
 demo: lab
 	bash scripts/demo.sh

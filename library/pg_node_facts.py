@@ -130,7 +130,7 @@ node:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.hastack_pg import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, gather_node
+from ansible.module_utils.hastack_pg import PSYCOPG_IMPORT_ERROR, gather_node
 
 
 def main():
@@ -145,9 +145,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
-    node = gather_node(module.run_command, **module.params)
+    try:
+        node = gather_node(module.run_command, **module.params)
+    except RuntimeError:
+        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"),
+                         exception=str(PSYCOPG_IMPORT_ERROR))
     module.exit_json(changed=False, node=node)
 
 

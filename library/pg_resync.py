@@ -245,7 +245,7 @@ class Resync:
     # ------------------------------------------------------------ primary side
     def identify_primary(self):
         try:
-            with connect(self.primary_params(self.p["replication_user"], replication="true"), autocommit=True) as conn:
+            with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"), autocommit=True) as conn:
                 return replication_command(conn, "IDENTIFY_SYSTEM")[0]
         except Exception as exc:
             raise ResyncError(
@@ -255,7 +255,7 @@ class Resync:
                    str(exc).strip(), self.p["passfile"]))
 
     def ensure_slot(self):
-        with connect(self.primary_params(self.p["replication_user"], replication="true"), autocommit=True) as conn:
+        with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"), autocommit=True) as conn:
             try:
                 replication_command(conn, 'CREATE_REPLICATION_SLOT "%s" PHYSICAL RESERVE_WAL' % self.slot)
                 return True

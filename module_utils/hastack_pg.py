@@ -262,6 +262,8 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
     if not node["has_data"]:
         node.update(role="absent", running=False)
         return node
+    if not HAS_PSYCOPG:
+        raise RuntimeError("psycopg is not installed (Debian: apt install python3-psycopg)")
     try:
         with connect(local_conninfo(socket_dir, port, user=login_user), connect_timeout=connect_timeout) as conn:
             node.update(running_facts(conn))

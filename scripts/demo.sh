@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 inventory=inventories/lab
+export ANSIBLE_VAULT_PASSWORD_FILE=$PWD/.lab/vault-pass
 log=$(mktemp -d)/site
 
 echo "== site.yml, first run"

@@ -19,7 +19,7 @@ die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # "name address" per lab host, plus the network settings, from the inventory.
 read_inventory() {
-  "$ANSIBLE_INVENTORY_BIN" -i "$INVENTORY" --list 2>/dev/null | python3 -c '
+  "$ANSIBLE_INVENTORY_BIN" -i "$INVENTORY" --vault-password-file "$VAULT_PASS" --list 2>/dev/null | python3 -c '
 import ipaddress, json, sys
 inv = json.load(sys.stdin)
 hv = inv["_meta"]["hostvars"]
@@ -53,6 +53,29 @@ ensure_key() {
   [ -f "$LABDIR/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C hastack-lab -f "$LABDIR/ssh/id_ed25519"
 }
 
+# The lab's secrets: random passwords in an ansible-vault file, as in production. The
+# vault password stays in .lab/ (git-ignored); export ANSIBLE_VAULT_PASSWORD_FILE to it.
+VAULT_PASS=$LABDIR/vault-pass
+VAULT_FILE=$INVENTORY/group_vars/all/vault.yml
+VAULT_VARS="vault_postgresql_replication_password vault_postgresql_rewind_password vault_postgresql_app_password vault_keepalived_auth_pass"
+ensure_vault() {
+  if [ ! -s "$VAULT_PASS" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 > "$VAULT_PASS")
+  fi
+  if [ ! -f "$VAULT_FILE" ]; then
+    local tmp name
+    tmp=$(mktemp)
+    printf -- '---\n' > "$tmp"
+    for name in $VAULT_VARS; do
+      # keepalived's VRRP password is at most 8 characters.
+      printf '%s: "%s"\n' "$name" "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$([ "$name" = vault_keepalived_auth_pass ] && echo 8 || echo 24)")" >> "$tmp"
+    done
+    "$here/.venv/bin/ansible-vault" encrypt --vault-password-file "$VAULT_PASS" --output "$VAULT_FILE" "$tmp" >/dev/null
+    rm -f "$tmp"
+    log "generated $VAULT_FILE (encrypted; password in .lab/vault-pass)"
+  fi
+}
+
 # What a provider's cloud-init does on a rented server: an admin user with our key
 # and sudo. Everything else is the playbooks' job.
 bootstrap_host() {
@@ -84,6 +107,7 @@ up() {
   bash "$here/scripts/host-setup.sh"
   bash "$here/scripts/build-image.sh"
   ensure_key
+  ensure_vault
   local net="" subnet="" gw="" hosts=() kind a b c
   while read -r kind a b c; do
     case $kind in
