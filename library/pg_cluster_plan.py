@@ -20,13 +20,15 @@ description:
     when the cluster already has two writable nodes. A cluster that already has a
     writable primary needs nothing (C(action=none)).
   - C(switchover) checks the candidate streams from the live primary and is caught up.
+  - C(resync) finds the primary that C(node) must follow; C(node) may itself be a stale
+    writable primary, which the operator chose to rejoin.
   - Runs on the controller, changes nothing; check mode gives the same answer.
 options:
   mode:
     description: Which decision to make.
     type: str
     required: true
-    choices: [converge, failover, switchover]
+    choices: [converge, failover, switchover, resync]
   nodes:
     description:
       - Inventory host name to the C(node) result of M(pg_node_facts); hosts that could not
@@ -41,6 +43,9 @@ options:
     type: str
   new_primary:
     description: Promote this host instead of choosing the most advanced replica.
+    type: str
+  node:
+    description: The node to rejoin (mode C(resync)).
     type: str
   max_lag_bytes:
     description: Refuse a candidate further behind than this.
@@ -89,35 +94,49 @@ plan:
     lag_bytes:
       description: How far the candidate's replay is behind the most advanced known position.
       type: int
+    possible_loss_bytes:
+      description: WAL the reachable old primary holds beyond the candidate (null when unknown).
+      type: int
+    epoch:
+      description: Cluster epoch to record with the new primary.
+      type: int
     reason:
       description: Why, in one sentence.
       type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_pg import PlanError, converge_primary, failover_plan, switchover_plan
+from ansible.module_utils.hastack_pg import (
+    PlanError,
+    converge_primary,
+    failover_plan,
+    recorded_primary,
+    resync_plan,
+    switchover_plan,
+)
 
 
 def decide(params):
     nodes = params["nodes"]
     mode = params["mode"]
+    recorded = recorded_primary(nodes)
     if mode == "converge":
-        recorded = [n.get("recorded_primary") for n in nodes.values() if n.get("epoch")]
-        epochs = sorted(((n.get("epoch") or 0, n.get("recorded_primary")) for n in nodes.values()), reverse=True)
-        recorded_primary = epochs[0][1] if recorded else None
-        primary, reason = converge_primary(nodes, params["inventory_primary"], recorded_primary)
+        primary, reason = converge_primary(nodes, params["inventory_primary"], recorded)
         return {"action": "converge", "primary": primary, "reason": reason,
                 "replicas": sorted(h for h in nodes if h != primary)}
     if mode == "failover":
-        return failover_plan(nodes, old_primary=params["old_primary"], requested=params["new_primary"],
+        return failover_plan(nodes, old_primary=recorded or params["old_primary"], requested=params["new_primary"],
                              max_lag_bytes=params["max_lag_bytes"], force=params["force"])
+    if mode == "resync":
+        return resync_plan(nodes, params["node"])
     return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"])
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            mode=dict(type="str", required=True, choices=["converge", "failover", "switchover"]),
+            mode=dict(type="str", required=True, choices=["converge", "failover", "switchover", "resync"]),
+            node=dict(type="str"),
             nodes=dict(type="dict", required=True),
             inventory_primary=dict(type="str"),
             old_primary=dict(type="str"),
@@ -125,7 +144,7 @@ def main():
             max_lag_bytes=dict(type="int", default=16 * 1024 * 1024),
             force=dict(type="bool", default=False),
         ),
-        required_if=[("mode", "converge", ["inventory_primary"])],
+        required_if=[("mode", "converge", ["inventory_primary"]), ("mode", "resync", ["node"])],
         supports_check_mode=True,
     )
     try:

@@ -25,6 +25,10 @@ options:
     description: systemd unit of the cluster.
     type: str
     default: postgresql@15-main
+  bin_dir:
+    description: Directory of the PostgreSQL server binaries (pg_controldata).
+    type: path
+    default: /usr/lib/postgresql/15/bin
   timeout:
     description: Seconds a clean stop may take before the service is killed.
     type: int
@@ -55,6 +59,15 @@ killed:
   description: Whether the service had to be killed.
   returned: always
   type: bool
+checkpoint_lsn:
+  description: The last checkpoint in the control file after the stop; after a clean stop
+    this is the shutdown checkpoint, the last WAL the node wrote (switchover waits for it).
+  returned: when the node holds a cluster
+  type: str
+cluster_state:
+  description: pg_controldata's cluster state after the stop (C(shut down) after a clean stop).
+  returned: when the node holds a cluster
+  type: str
 """
 
 import json
@@ -63,7 +76,7 @@ import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_pg import FENCE_MARKER, read_cluster_state, write_cluster_state
+from ansible.module_utils.hastack_pg import FENCE_MARKER, parse_controldata, read_cluster_state, write_cluster_state
 
 
 def is_active(module, service):
@@ -81,11 +94,19 @@ def write_owned(path, content, owner="postgres"):
     os.replace(tmp, path)
 
 
+def controldata(module, bin_dir, data):
+    rc, out, _ = module.run_command([os.path.join(bin_dir, "pg_controldata"), "-D", data],
+                                    environ_update={"LC_ALL": "C"})
+    facts = parse_controldata(out) if rc == 0 else {}
+    return {"checkpoint_lsn": facts.get("checkpoint_lsn"), "cluster_state": facts.get("cluster_state")}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
             service=dict(type="str", default="postgresql@15-main"),
+            bin_dir=dict(type="path", default="/usr/lib/postgresql/15/bin"),
             timeout=dict(type="int", default=10),
             epoch=dict(type="int"),
             new_primary=dict(type="str"),
@@ -103,7 +124,8 @@ def main():
     record = p["epoch"] is not None and (state.get("epoch"), state.get("primary")) != (p["epoch"], p["new_primary"])
     changed = active or not os.path.exists(signal) or not os.path.exists(marker) or record
     if module.check_mode or not changed:
-        module.exit_json(changed=changed, stopped=False, killed=False)
+        module.exit_json(changed=changed, stopped=False, killed=False,
+                         **(controldata(module, p["bin_dir"], data) if not active else {}))
     killed = False
     if active:
         rc, _, err = module.run_command(["timeout", str(p["timeout"]), "systemctl", "stop", p["service"]])
@@ -121,7 +143,7 @@ def main():
         state.update(epoch=p["epoch"], primary=p["new_primary"],
                      updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_cluster_state(state)
-    module.exit_json(changed=True, stopped=active, killed=killed)
+    module.exit_json(changed=True, stopped=active, killed=killed, **controldata(module, p["bin_dir"], data))
 
 
 if __name__ == "__main__":

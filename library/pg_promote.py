@@ -35,6 +35,12 @@ options:
     description: Seconds to wait for the promotion and the first writable transaction.
     type: int
     default: 60
+  wait_replay_lsn:
+    description:
+      - Before promoting, wait until the node has replayed past this LSN (the old primary's
+        shutdown checkpoint in a switchover), and fail without promoting if it does not
+        within C(timeout).
+    type: str
   checkpoint:
     description: Run CHECKPOINT after promotion.
     type: bool
@@ -83,6 +89,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_pg import (
     HAS_PSYCOPG,
+    lsn_to_int,
     PSYCOPG_IMPORT_ERROR,
     connect,
     local_conninfo,
@@ -120,6 +127,17 @@ def wait_writable(conn, deadline):
         time.sleep(0.02)
 
 
+def wait_replayed(conn, lsn, deadline):
+    target = lsn_to_int(lsn)
+    while True:
+        replayed = query_one(conn, "SELECT pg_last_wal_replay_lsn()::text AS lsn")["lsn"]
+        if (lsn_to_int(replayed) or 0) > target:
+            return replayed
+        if time.monotonic() > deadline:
+            raise TimeoutError(replayed)
+        time.sleep(0.01)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -127,6 +145,7 @@ def main():
             socket_dir=dict(type="path", default="/var/run/postgresql"),
             login_user=dict(type="str", default="postgres"),
             timeout=dict(type="int", default=60),
+            wait_replay_lsn=dict(type="str"),
             checkpoint=dict(type="bool", default=True),
             epoch=dict(type="int"),
             node_name=dict(type="str"),
@@ -153,6 +172,13 @@ def main():
             module.exit_json(changed=True, promoted=False)
         start = time.monotonic()
         deadline = start + p["timeout"]
+        if p["wait_replay_lsn"]:
+            try:
+                wait_replayed(conn, p["wait_replay_lsn"], deadline)
+            except TimeoutError as exc:
+                module.fail_json(msg="not promoted: the node replayed only up to %s within %d s, not past the old "
+                                     "primary's final checkpoint %s. Promoting now would lose writes."
+                                     % (exc.args[0], p["timeout"], p["wait_replay_lsn"]))
         done = query_one(conn, "SELECT pg_promote(true, %s) AS ok", (p["timeout"],))["ok"]
         if not done:
             module.fail_json(msg="pg_promote() did not finish within %d s; the node is still in recovery. Check "

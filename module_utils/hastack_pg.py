@@ -314,7 +314,8 @@ def converge_primary(nodes, inventory_primary, recorded_primary=None):
     unreachable = sorted(h for h, f in nodes.items() if not f.get("reachable", True) or f.get("failed"))
     if unreachable:
         raise PlanError(
-            "database host(s) %s unreachable: site.yml needs every database host to decide "
+            "database host(s) %s did not report (unreachable, or pg_node_facts failed there: see that "
+            "task's output): site.yml needs every database host to decide "
             "which one is the primary. Bring them back, or limit the run with "
             "--limit '!%s' if they are gone for good (then remove them from the inventory)."
             % (", ".join(unreachable), ",".join(unreachable)))
@@ -355,6 +356,36 @@ def converge_primary(nodes, inventory_primary, recorded_primary=None):
         "no writable PostgreSQL node; replicas %s are up but the primary is down. This is an "
         "incident: run ansible-playbook failover.yml (site.yml never promotes)."
         % ", ".join(sorted(with_data)))
+
+
+def next_epoch(nodes):
+    return max([int(f.get("epoch") or 0) for f in nodes.values()] + [0]) + 1
+
+
+def recorded_primary(nodes):
+    """The primary recorded with the highest epoch among the nodes that answered."""
+    best = max(((int(f.get("epoch") or 0), f.get("recorded_primary")) for f in nodes.values()
+                if f.get("epoch")), default=(0, None))
+    return best[1]
+
+
+def resync_plan(nodes, node):
+    """resync.yml: the primary `node` must follow. `node` itself may be writable (a stale
+    primary that came back): the operator named it, so it is not counted."""
+    if node not in nodes:
+        raise PlanError("node=%s is not a database host (%s)" % (node, ", ".join(sorted(nodes))))
+    if not nodes[node].get("reachable", True) or nodes[node].get("failed"):
+        raise PlanError("%s is unreachable; bring the host back first" % node)
+    others = {h: f for h, f in nodes.items() if h != node}
+    writable = writable_nodes(others)
+    if len(writable) != 1:
+        raise PlanError(
+            "%s needs exactly one writable primary among the other nodes to follow; found %s. %s"
+            % (node, ", ".join(writable) or "none",
+               "Run failover.yml first." if not writable else "Resolve the split brain first."))
+    epochs = [int(f.get("epoch") or 0) for f in nodes.values()]
+    return {"action": "resync", "primary": writable[0], "node": node, "epoch": max(epochs + [1]),
+            "node_role": nodes[node].get("role")}
 
 
 def _position(facts):
@@ -419,6 +450,9 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                "; WAL replay is paused there (SELECT pg_wal_replay_resume())" if chosen.get("replay_paused") else "",
                lag + 1))
     old = old_primary if old_primary and old_primary != candidate else None
+    loss = None
+    if old and old in reachable and reachable[old].get("position_lsn"):
+        loss = max(0, (lsn_to_int(reachable[old]["position_lsn"]) or 0) - _position(chosen))
     fence = sorted(h for h, f in reachable.items()
                    if h != candidate and (h == old or f.get("role") not in ("replica", "absent")))
     repoint = sorted(h for h in replicas if h != candidate)
@@ -431,6 +465,9 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
         "fence": fence,
         "repoint": repoint,
         "lag_bytes": lag,
+        "possible_loss_bytes": loss,
+        "epoch": next_epoch(nodes),
+        "candidate_position_lsn": int_to_lsn(_position(chosen)),
         "candidate_replay_lsn": int_to_lsn(replayed),
         "reference_lsn": int_to_lsn(reference),
         "reason": "%s is the most advanced reachable replica" % candidate if not requested
@@ -477,7 +514,7 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024):
         raise PlanError("database host(s) %s unreachable: a planned switchover needs every node. "
                         "Fix them or resync them later and use --limit to exclude them."
                         % ", ".join(unreachable))
-    return {"action": "switchover", "primary": primary, "candidate": candidate,
+    return {"action": "switchover", "primary": primary, "candidate": candidate, "epoch": next_epoch(nodes),
             "repoint": sorted(h for h in replicas if h != candidate), "lag_bytes": lag,
             "reason": "planned move from %s to %s" % (primary, candidate)}
 

@@ -266,3 +266,31 @@ def test_resync_rewinds_a_fenced_primary_even_with_standby_signal():
     assert pg.resync_action(fenced, PRIMARY, allow_rewind=True)[0] == "rewind"
     with pytest.raises(PlanError, match="resync.yml"):
         pg.resync_action(fenced, PRIMARY, allow_rewind=False, basebackup=pg.BASEBACKUP_SAFE)
+
+
+def test_failover_plan_carries_the_next_epoch_and_the_loss_estimate():
+    nodes = {"db1": stopped(position_lsn="0/6000000", epoch=3), "db2": replica("0/5000000", epoch=3)}
+    plan = pg.failover_plan(nodes, old_primary="db1")
+    assert plan["epoch"] == 4
+    assert plan["possible_loss_bytes"] == 0x1000000
+    assert pg.failover_plan({"db1": dead(), "db2": replica()}, old_primary="db1")["possible_loss_bytes"] is None
+
+
+def test_recorded_primary_follows_the_highest_epoch():
+    nodes = {"db1": {"epoch": 1, "recorded_primary": "db1"}, "db2": {"epoch": 2, "recorded_primary": "db2"},
+             "db3": {}}
+    assert pg.recorded_primary(nodes) == "db2"
+    assert pg.recorded_primary({"db1": {}}) is None
+
+
+def test_resync_plan_rejoins_a_stale_writable_primary():
+    plan = pg.resync_plan({"db1": primary(epoch=1), "db2": primary(epoch=2)}, "db1")
+    assert plan["primary"] == "db2"
+    assert plan["epoch"] == 2
+
+
+def test_resync_plan_needs_a_primary_to_follow():
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.resync_plan({"db1": stopped(), "db2": replica()}, "db1")
+    with pytest.raises(PlanError, match="unreachable"):
+        pg.resync_plan({"db1": dead(), "db2": primary()}, "db1")
