@@ -451,8 +451,11 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                lag + 1))
     old = old_primary if old_primary and old_primary != candidate else None
     loss = None
-    if old and old in reachable and reachable[old].get("position_lsn"):
-        loss = max(0, (lsn_to_int(reachable[old]["position_lsn"]) or 0) - _position(chosen))
+    # Only a cleanly stopped old primary knows its last WAL position (the shutdown
+    # checkpoint); after a crash the control file lags behind what it wrote.
+    old_facts = reachable.get(old, {}) if old else {}
+    if str(old_facts.get("cluster_state", "")).startswith("shut down") and old_facts.get("position_lsn"):
+        loss = max(0, (lsn_to_int(old_facts["position_lsn"]) or 0) - _position(chosen))
     fence = sorted(h for h, f in reachable.items()
                    if h != candidate and (h == old or f.get("role") not in ("replica", "absent")))
     repoint = sorted(h for h in replicas if h != candidate)
@@ -466,6 +469,9 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
         "repoint": repoint,
         "lag_bytes": lag,
         "possible_loss_bytes": loss,
+        # With ANY-1 synchronous commit an acknowledged commit is on at least one replica;
+        # only when every replica answered is the most advanced one sure to hold it.
+        "unreachable_replicas": sorted(h for h in nodes if h not in reachable and h != old),
         "epoch": next_epoch(nodes),
         "candidate_position_lsn": int_to_lsn(_position(chosen)),
         "candidate_replay_lsn": int_to_lsn(replayed),

@@ -269,10 +269,13 @@ def test_resync_rewinds_a_fenced_primary_even_with_standby_signal():
 
 
 def test_failover_plan_carries_the_next_epoch_and_the_loss_estimate():
-    nodes = {"db1": stopped(position_lsn="0/6000000", epoch=3), "db2": replica("0/5000000", epoch=3)}
+    nodes = {"db1": stopped(position_lsn="0/6000000", cluster_state="shut down", epoch=3),
+             "db2": replica("0/5000000", epoch=3)}
     plan = pg.failover_plan(nodes, old_primary="db1")
     assert plan["epoch"] == 4
     assert plan["possible_loss_bytes"] == 0x1000000
+    crashed = dict(nodes, db1=stopped(position_lsn="0/6000000", cluster_state="in production", epoch=3))
+    assert pg.failover_plan(crashed, old_primary="db1")["possible_loss_bytes"] is None
     assert pg.failover_plan({"db1": dead(), "db2": replica()}, old_primary="db1")["possible_loss_bytes"] is None
 
 
