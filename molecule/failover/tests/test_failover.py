@@ -60,7 +60,7 @@ def kill_postgres(node):
 
 
 def app_password():
-    return (EPHEMERAL / "app_password").read_text(encoding="utf-8").split()[0]
+    return (EPHEMERAL / "password_app").read_text(encoding="utf-8").split()[0]
 
 
 class Writer(threading.Thread):
