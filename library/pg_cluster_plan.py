@@ -122,7 +122,8 @@ def decide(params):
     recorded = recorded_primary(nodes)
     if mode == "converge":
         primary, reason = converge_primary(nodes, params["inventory_primary"], recorded)
-        return {"action": "converge", "primary": primary, "reason": reason,
+        epochs = [int(n.get("epoch") or 0) for n in nodes.values()]
+        return {"action": "converge", "primary": primary, "reason": reason, "epoch": max(epochs + [1]),
                 "replicas": sorted(h for h in nodes if h != primary)}
     if mode == "failover":
         return failover_plan(nodes, old_primary=recorded or params["old_primary"], requested=params["new_primary"],

@@ -146,6 +146,10 @@ seconds:
   description: Time each step took.
   returned: always
   type: dict
+total_seconds:
+  description: Time the whole resync took on the node.
+  returned: always
+  type: float
 """
 
 import os
@@ -488,8 +492,10 @@ def main():
     if not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
     resync = Resync(module)
+    started = time.monotonic()
     try:
         result = resync.execute()
+        result["total_seconds"] = round(time.monotonic() - started, 3)
     except PlanError as exc:
         module.fail_json(msg="%s: %s" % (module.params["node_name"], exc), attempts=resync.attempts,
                          seconds=resync.seconds)
