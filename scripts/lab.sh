@@ -152,7 +152,8 @@ down() {
   if [ -n "$ids" ]; then
     log "removing $(echo "$ids" | tr '\n' ' ')"
     # shellcheck disable=SC2086
-    podman rm -f -t 2 $ids >/dev/null
+    # A container that is stopping while it is removed can make the first rm fail.
+    podman rm -f -t 2 $ids >/dev/null 2>&1 || podman rm -f $ids >/dev/null
   fi
   if podman network exists hastack-lab; then
     podman network rm hastack-lab >/dev/null
