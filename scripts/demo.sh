@@ -20,9 +20,10 @@ fi
 
 echo
 echo "== What was built"
-ansible -i "$inventory" hastack -o -m ansible.builtin.shell \
-  -a 'echo "$(hostname) $(hostname -I | cut -d" " -f1) tz=$(date +%Z) chrony=$(systemctl is-active chrony) root-login=$(sshd -T | sed -n "s/^permitrootlogin //p")"' \
-  | sed -E 's/^([^ ]+) \| CHANGED \| rc=0 \| \(stdout\) /  /'
+ansible-playbook -i "$inventory" status.yml | sed -n '/msg:/,/^$/p'
+echo "Every host: common baseline (chrony, admin user, hardened sshd, security updates)."
 echo
-echo "demo: lab converged, second run changed=0. Log in with:"
+echo "demo: lab converged, second run changed=0. Next:"
+echo "  export ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass"
+echo "  ansible-playbook failover.yml        # see docs/RUNBOOK.md"
 echo "  ssh -i .lab/ssh/id_ed25519 hastack@198.18.1.11"

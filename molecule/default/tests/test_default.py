@@ -108,3 +108,30 @@ def test_unattended_security_upgrades(host):
     assert any('"keepalived"' in line for line in blocked), blocked
     # Debian's security origin stays allowed.
     assert "Debian-Security" in config
+
+
+def test_postgresql_primary_and_replica(host):
+    name = host.backend.get_hostname()
+    if name not in ("db1", "db2"):
+        pytest.skip("not a database host")
+    sql = "runuser -u postgres -- psql -XAtq -c "
+    in_recovery = host.check_output(sql + "'SELECT pg_is_in_recovery()'")
+    if name == "db1":
+        assert in_recovery == "f"
+        assert host.check_output(sql + "\"SELECT application_name || ' ' || state FROM pg_stat_replication\"") \
+            == "db2 streaming"
+        assert "hastack" in host.check_output(sql + "'SELECT datname FROM pg_database'").split()
+    else:
+        assert in_recovery == "t"
+        assert host.check_output(sql + "'SELECT sender_host FROM pg_stat_wal_receiver'") == "198.18.2.11"
+
+
+def test_postgresql_listens_only_with_scram_for_the_network(host):
+    if host.backend.get_hostname() not in ("db1", "db2"):
+        pytest.skip("not a database host")
+    hba = host.file("/etc/postgresql/15/main/pg_hba.conf").content_string
+    network_rules = [line.split() for line in hba.splitlines() if line.startswith("host")]
+    assert network_rules and all(rule[-1] == "scram-sha-256" for rule in network_rules)
+    replication_sources = {rule[3] for rule in network_rules if rule[1] == "replication"}
+    assert replication_sources == {"198.18.2.11/32", "198.18.2.12/32"}
+    assert host.file("/var/lib/postgresql/.pgpass").mode == 0o600
