@@ -72,26 +72,16 @@ cluster_state:
 
 import json
 import os
-import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_pg import FENCE_MARKER, parse_controldata, read_cluster_state, write_cluster_state
+from ansible.module_utils.hastack_pg import FENCE_MARKER, parse_controldata, record_primary, write_owned
 
 
 def is_active(module, service):
     rc, out, _ = module.run_command(["systemctl", "is-active", service])
     return out.strip() in ("active", "activating", "reloading", "deactivating")
 
-
-def write_owned(path, content, owner="postgres"):
-    user = pwd.getpwnam(owner)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chown(tmp, user.pw_uid, user.pw_gid)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def controldata(module, bin_dir, data):
@@ -120,8 +110,7 @@ def main():
     active = is_active(module, p["service"])
     signal = os.path.join(data, "standby.signal")
     marker = os.path.join(data, FENCE_MARKER)
-    state = read_cluster_state()
-    record = p["epoch"] is not None and (state.get("epoch"), state.get("primary")) != (p["epoch"], p["new_primary"])
+    record = record_primary(p["epoch"], p["new_primary"], dry=True)
     changed = active or not os.path.exists(signal) or not os.path.exists(marker) or record
     if module.check_mode or not changed:
         module.exit_json(changed=changed, stopped=False, killed=False,
@@ -136,13 +125,10 @@ def main():
         if is_active(module, p["service"]):
             module.fail_json(msg="could not stop %s; the old primary may still accept writes. Stop it by hand "
                                  "(or power the host off) before pointing clients at the new primary." % p["service"])
-    write_owned(signal, "")
+    write_owned(signal, "", 0o600)
     write_owned(marker, json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                    "epoch": p["epoch"], "new_primary": p["new_primary"]}) + "\n")
-    if p["epoch"] is not None:
-        state.update(epoch=p["epoch"], primary=p["new_primary"],
-                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        write_cluster_state(state)
+                                    "epoch": p["epoch"], "new_primary": p["new_primary"]}) + "\n", 0o600)
+    record_primary(p["epoch"], p["new_primary"])
     module.exit_json(changed=True, stopped=active, killed=killed, **controldata(module, p["bin_dir"], data))
 
 

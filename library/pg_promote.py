@@ -94,25 +94,13 @@ from ansible.module_utils.hastack_pg import (
     connect,
     local_conninfo,
     query_one,
-    read_cluster_state,
+    record_primary,
     timeline_from_walfile,
-    write_cluster_state,
 )
 
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
                 "pg_walfile_name(pg_current_wal_lsn()) AS walfile")
 
-
-def record(module, epoch, node_name):
-    if epoch is None:
-        return False
-    state = read_cluster_state()
-    wanted = {"epoch": epoch, "primary": node_name or state.get("primary")}
-    if all(state.get(k) == v for k, v in wanted.items()):
-        return False
-    state.update(wanted, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    write_cluster_state(state)
-    return True
 
 
 def wait_writable(conn, deadline):
@@ -165,7 +153,7 @@ def main():
         in_recovery = query_one(conn, "SELECT pg_is_in_recovery() AS rec")["rec"]
         if not in_recovery:
             pos = query_one(conn, POSITION_SQL)
-            changed = False if module.check_mode else record(module, p["epoch"], p["node_name"])
+            changed = record_primary(p["epoch"], p["node_name"], dry=module.check_mode)
             module.exit_json(changed=changed, promoted=False, lsn=pos["lsn"],
                              timeline=timeline_from_walfile(pos["walfile"]))
         if module.check_mode:
@@ -189,7 +177,7 @@ def main():
             module.fail_json(msg="the node left recovery but refused writes for %d s (transaction_read_only "
                                  "or default_transaction_read_only set?)" % p["timeout"])
         promote_seconds = round(time.monotonic() - start, 3)
-        record(module, p["epoch"], p["node_name"])
+        record_primary(p["epoch"], p["node_name"])
         if p["checkpoint"]:
             conn.execute("CHECKPOINT")
         pos = query_one(conn, POSITION_SQL)

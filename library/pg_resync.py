@@ -169,11 +169,11 @@ from ansible.module_utils.hastack_pg import (
     gather_node,
     local_conninfo,
     query_one,
-    read_cluster_state,
+    record_primary,
     replication_command,
     resync_action,
     slot_name,
-    write_cluster_state,
+    write_owned,
 )
 
 REPLICATION_CONF = "90-hastack-replication.conf"
@@ -231,20 +231,6 @@ class Resync:
         if rc != 0:
             raise ResyncError("systemctl %s %s failed: %s" % (verb, self.p["service"], (err or out).strip()))
 
-    def write_owned(self, path, content, mode=0o640):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                if handle.read() == content:
-                    return False
-        except OSError:
-            pass
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chown(tmp, self.postgres.pw_uid, self.postgres.pw_gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        return True
 
     # ------------------------------------------------------------ primary side
     def identify_primary(self):
@@ -291,8 +277,8 @@ class Resync:
         return os.path.join(self.p["config_dir"], "conf.d", REPLICATION_CONF)
 
     def configure_standby(self):
-        changed = self.write_owned(self.conf_path(), self.replication_conf())
-        changed |= self.write_owned(os.path.join(self.p["data_directory"], "standby.signal"), "", 0o600)
+        changed = write_owned(self.conf_path(), self.replication_conf())
+        changed |= write_owned(os.path.join(self.p["data_directory"], "standby.signal"), "", 0o600)
         marker = os.path.join(self.p["data_directory"], FENCE_MARKER)
         if os.path.exists(marker):
             os.unlink(marker)
@@ -452,16 +438,7 @@ class Resync:
         return result
 
     def record(self, dry=False):
-        if self.p["epoch"] is None:
-            return False
-        state = read_cluster_state()
-        if (state.get("epoch"), state.get("primary")) == (self.p["epoch"], self.p["primary_name"]):
-            return False
-        if not dry:
-            state.update(epoch=self.p["epoch"], primary=self.p["primary_name"],
-                         updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            write_cluster_state(state)
-        return True
+        return record_primary(self.p["epoch"], self.p["primary_name"], dry=dry)
 
 
 def main():

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import time
 
 try:
     import psycopg
@@ -87,6 +89,42 @@ def write_cluster_state(state, path=CLUSTER_STATE_FILE):
         os.fsync(handle.fileno())
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def record_primary(epoch, primary, dry=False, path=CLUSTER_STATE_FILE):
+    """Record the cluster epoch and its primary on this node; True when that is a change.
+
+    epoch None records nothing; primary None keeps the recorded one. dry=True only
+    tells whether it would change (check mode).
+    """
+    if epoch is None:
+        return False
+    state = read_cluster_state(path)
+    primary = primary if primary is not None else state.get("primary")
+    if (state.get("epoch"), state.get("primary")) == (epoch, primary):
+        return False
+    if not dry:
+        state.update(epoch=epoch, primary=primary, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_cluster_state(state, path)
+    return True
+
+
+def write_owned(path, content, mode=0o640, owner="postgres"):
+    """Atomically write a file owned by `owner`; False when it already has this content."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == content:
+                return False
+    except OSError:
+        pass
+    user = pwd.getpwnam(owner)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.chown(tmp, user.pw_uid, user.pw_gid)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
 
 
 # ---------------------------------------------------------------- connections

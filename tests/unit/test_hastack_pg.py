@@ -297,3 +297,15 @@ def test_resync_plan_needs_a_primary_to_follow():
         pg.resync_plan({"db1": stopped(), "db2": replica()}, "db1")
     with pytest.raises(PlanError, match="unreachable"):
         pg.resync_plan({"db1": dead(), "db2": primary()}, "db1")
+
+
+def test_record_primary_writes_only_changes(tmp_path):
+    path = str(tmp_path / "cluster.json")
+    assert pg.record_primary(None, "db2", path=path) is False
+    assert pg.record_primary(2, "db2", dry=True, path=path) is True
+    assert pg.read_cluster_state(path) == {}
+    assert pg.record_primary(2, "db2", path=path) is True
+    assert pg.record_primary(2, "db2", path=path) is False
+    assert pg.record_primary(3, None, path=path) is True
+    state = pg.read_cluster_state(path)
+    assert (state["epoch"], state["primary"]) == (3, "db2")
