@@ -110,7 +110,7 @@ def main():
     active = is_active(module, p["service"])
     signal = os.path.join(data, "standby.signal")
     marker = os.path.join(data, FENCE_MARKER)
-    record = record_primary(p["epoch"], p["new_primary"], dry=True)
+    record = record_primary(p["epoch"], p["new_primary"], dry=True, local="")
     changed = active or not os.path.exists(signal) or not os.path.exists(marker) or record
     if module.check_mode or not changed:
         module.exit_json(changed=changed, stopped=False, killed=False,
@@ -128,7 +128,7 @@ def main():
     write_owned(signal, "", 0o600)
     write_owned(marker, json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "epoch": p["epoch"], "new_primary": p["new_primary"]}) + "\n", 0o600)
-    record_primary(p["epoch"], p["new_primary"])
+    record_primary(p["epoch"], p["new_primary"], local="")
     module.exit_json(changed=True, stopped=active, killed=killed, **controldata(module, p["bin_dir"], data))
 
 

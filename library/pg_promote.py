@@ -153,7 +153,7 @@ def main():
         in_recovery = query_one(conn, "SELECT pg_is_in_recovery() AS rec")["rec"]
         if not in_recovery:
             pos = query_one(conn, POSITION_SQL)
-            changed = record_primary(p["epoch"], p["node_name"], dry=module.check_mode)
+            changed = record_primary(p["epoch"], p["node_name"], dry=module.check_mode, local=p["node_name"])
             module.exit_json(changed=changed, promoted=False, lsn=pos["lsn"],
                              timeline=timeline_from_walfile(pos["walfile"]))
         if module.check_mode:
@@ -177,7 +177,7 @@ def main():
             module.fail_json(msg="the node left recovery but refused writes for %d s (transaction_read_only "
                                  "or default_transaction_read_only set?)" % p["timeout"])
         promote_seconds = round(time.monotonic() - start, 3)
-        record_primary(p["epoch"], p["node_name"])
+        record_primary(p["epoch"], p["node_name"], local=p["node_name"])
         if p["checkpoint"]:
             conn.execute("CHECKPOINT")
         pos = query_one(conn, POSITION_SQL)

@@ -438,7 +438,7 @@ class Resync:
         return result
 
     def record(self, dry=False):
-        return record_primary(self.p["epoch"], self.p["primary_name"], dry=dry)
+        return record_primary(self.p["epoch"], self.p["primary_name"], dry=dry, local=self.p["node_name"])
 
 
 def main():

@@ -28,6 +28,10 @@ LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 # keepalived's check script and the facts module read it; it is not replicated, so a
 # node that was unreachable during a failover keeps its older epoch.
 CLUSTER_STATE_FILE = "/var/lib/hastack/cluster.json"
+# keepalived's track file for the DB VIP (weight 0: any value but 0 puts the instance
+# in FAULT). Written together with the cluster state, so the VIP reacts to a promotion
+# or a fence at once (inotify) instead of at the next run of the check script.
+PRIMARY_TRACK_FILE = "/var/lib/hastack/primary.track"
 
 
 class PlanError(Exception):
@@ -91,21 +95,46 @@ def write_cluster_state(state, path=CLUSTER_STATE_FILE):
     os.replace(tmp, path)
 
 
-def record_primary(epoch, primary, dry=False, path=CLUSTER_STATE_FILE):
+def record_primary(epoch, primary, dry=False, path=CLUSTER_STATE_FILE, local=None, track_path=PRIMARY_TRACK_FILE):
     """Record the cluster epoch and its primary on this node; True when that is a change.
 
     epoch None records nothing; primary None keeps the recorded one. dry=True only
-    tells whether it would change (check mode).
+    tells whether it would change (check mode). local is this node's name ("" for a
+    node that is never the primary, e.g. a fenced one): when given, the DB VIP's track
+    file says whether this node is the recorded primary.
     """
     if epoch is None:
         return False
     state = read_cluster_state(path)
     primary = primary if primary is not None else state.get("primary")
-    if (state.get("epoch"), state.get("primary")) == (epoch, primary):
-        return False
+    changed = False
+    if (state.get("epoch"), state.get("primary")) != (epoch, primary):
+        changed = True
+        if not dry:
+            state.update(epoch=epoch, primary=primary, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            write_cluster_state(state, path)
+    if local is not None:
+        changed = write_track(bool(local) and primary == local, dry, track_path) or changed
+    return changed
+
+
+def write_track(is_primary, dry=False, path=PRIMARY_TRACK_FILE):
+    """Write keepalived's track file: 0 lets this node hold the DB VIP, 1 does not."""
+    content = "0\n" if is_primary else "1\n"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == content:
+                return False
+    except OSError:
+        pass
     if not dry:
-        state.update(epoch=epoch, primary=primary, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        write_cluster_state(state, path)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o644)
+        # rename, never rewrite in place: keepalived must not read an empty file.
+        os.replace(tmp, path)
     return True
 
 

@@ -309,3 +309,18 @@ def test_record_primary_writes_only_changes(tmp_path):
     assert pg.record_primary(3, None, path=path) is True
     state = pg.read_cluster_state(path)
     assert (state["epoch"], state["primary"]) == (3, "db2")
+
+
+def test_record_primary_keeps_the_vip_track_file_in_step(tmp_path):
+    path, track = str(tmp_path / "cluster.json"), tmp_path / "primary.track"
+    assert pg.record_primary(2, "db2", path=path, local="db2", track_path=str(track)) is True
+    assert track.read_text() == "0\n"
+    # The state is unchanged but the track file was missing on this node: still a change.
+    track.unlink()
+    assert pg.record_primary(2, "db2", path=path, local="db2", track_path=str(track)) is True
+    assert pg.record_primary(2, "db2", path=path, local="db2", track_path=str(track)) is False
+    # A fenced node ("") and a replica never hold the DB VIP.
+    assert pg.record_primary(3, "db1", path=path, local="", track_path=str(track)) is True
+    assert track.read_text() == "1\n"
+    assert pg.record_primary(3, "db1", dry=True, path=path, local="db1", track_path=str(track)) is True
+    assert track.read_text() == "1\n"

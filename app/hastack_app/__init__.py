@@ -1,0 +1,62 @@
+"""hastack's reference app: members of a machine-sharing community log who used which
+machine for how long. It is small on purpose; what it shows is how an app survives a
+database failover: it reaches PostgreSQL only through the DB VIP (DATABASE_URL), keeps a
+pool whose broken connections are replaced, answers 503 instead of hanging while the
+database is away, and acknowledges an entry only after its COMMIT returned.
+"""
+
+import os
+
+from flask import Flask, jsonify, request
+
+from hastack_app import db
+
+MAX_TEXT = 200
+
+
+def create_app(database_url=None):
+    app = Flask(__name__)
+    store = db.Store(database_url or os.environ.get("DATABASE_URL", ""))
+    app.extensions["hastack_store"] = store
+
+    @app.get("/health")
+    def health():
+        try:
+            state = store.health()
+        except db.Unavailable as exc:
+            return jsonify(status="error", database="unreachable", error=str(exc)), 503
+        return jsonify(status="ok", database="reachable", **state), 200
+
+    @app.post("/api/entries")
+    def add_entry():
+        entry, problem = _valid_entry(request.get_json(silent=True))
+        if problem:
+            return jsonify(error=problem), 400
+        try:
+            entry_id = store.add_entry(**entry)
+        except db.Unavailable as exc:
+            return jsonify(error="database unavailable, entry not saved", detail=str(exc)), 503
+        # Only reached after the COMMIT returned: the id is durable (and, in synchronous
+        # mode, on a replica too).
+        return jsonify(id=entry_id), 201
+
+    @app.get("/api/entries/count")
+    def count_entries():
+        try:
+            return jsonify(count=store.count_entries()), 200
+        except db.Unavailable as exc:
+            return jsonify(error="database unavailable", detail=str(exc)), 503
+
+    return app
+
+
+def _valid_entry(body):
+    if not isinstance(body, dict):
+        return None, "expected a JSON object"
+    machine, member, minutes = body.get("machine"), body.get("member"), body.get("minutes", 1)
+    for name, value in (("machine", machine), ("member", member)):
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+            return None, "%s: a non-empty string of at most %d characters" % (name, MAX_TEXT)
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 < minutes <= 24 * 60:
+        return None, "minutes: an integer from 1 to 1440"
+    return {"machine": machine.strip(), "member": member.strip(), "minutes": minutes}, None
