@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Failover drill on the lab, through the VIPs, the way users see it.
+
+A client on the controller posts entries to the app through the app VIP, one after
+another, and records every entry the app acknowledged (201 with its id). Each round:
+  1. kills the primary's whole host (podman kill) and starts failover.yml at that moment;
+     reports the time from the kill to the first acknowledged entry, failover.yml's own
+     time to its first write through the DB VIP, and the acknowledged entries missing on
+     the new primary (expected 0 in synchronous mode);
+  2. starts the old host again (its PostgreSQL comes up fenced, read-only) and rejoins it
+     with resync.yml;
+  3. switches back with switchover.yml and reports the longest pause between two
+     acknowledged entries (the write gap) and again the entries missing.
+
+Usage: .venv/bin/python bench/drill.py [--rounds N]   (after `make converge`)
+"""
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+           ANSIBLE_VAULT_PASSWORD_FILE=str(ROOT / ".lab" / "vault-pass"), ANSIBLE_NOCOLOR="1")
+DB_VIP, APP_URL = "198.18.1.100", "http://198.18.1.101:8000"
+NODES = ("db1", "db2", "db3")
+
+_spec = importlib.util.spec_from_file_location("writer", ROOT / "bench" / "writer.py")
+writer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(writer)
+
+
+def sh(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, check=False, **kw)
+
+
+def on(node, *args):
+    return sh(["podman", "exec", "hastack-lab-" + node, *args], timeout=60)
+
+
+def vip_holder():
+    return next((n for n in NODES if f" {DB_VIP}/" in on(n, "ip", "-o", "-4", "addr", "show").stdout), None)
+
+
+def stored_ids(node):
+    out = on(node, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "hastack", "-c",
+             "SELECT id FROM usage_entries")
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return {int(x) for x in out.stdout.split()}
+
+
+def playbook(name, *extra):
+    start = time.monotonic()
+    out = sh([str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", name, *extra], cwd=ROOT, env=ENV)
+    if out.returncode:
+        sys.exit(f"{name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
+    return time.monotonic() - start, out.stdout
+
+
+class Client(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.acked, self.stop = [], threading.Event()  # (monotonic time, id)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.acked.append((time.monotonic(), writer.post(APP_URL + "/api/entries")))
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+
+    def first_after(self, moment):
+        return next((t for t, _ in list(self.acked) if t > moment), None)
+
+    def longest_gap(self, start, end):
+        times = [t for t, _ in list(self.acked) if start <= t <= end]
+        return max((b - a for a, b in zip(times, times[1:])), default=None)
+
+    def lost(self, node):
+        acked = {i for _, i in list(self.acked)}  # snapshot first: later acks are not in the query's snapshot
+        return len(acked - stored_ids(node))
+
+
+def wait_for_ssh(node, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if on(node, "systemctl", "is-active", "ssh").stdout.strip() == "active":
+            return
+        time.sleep(0.5)
+    sys.exit(f"{node} did not come back")
+
+
+def drill(client, round_no):
+    old = vip_holder()
+    if not old:
+        sys.exit("nobody holds the DB VIP: converge the lab first (make converge)")
+    time.sleep(1)
+    kill_at = time.monotonic()
+    sh(["podman", "kill", "hastack-lab-" + old])
+    failover_s, out = playbook("failover.yml")
+    new = re.search(r"FAILOVER DONE: (\S+) is the primary", out).group(1)
+    probe = re.search(r"committed on \S+ ([0-9.]+) s after start", out)
+    deadline = time.monotonic() + 30
+    while client.first_after(kill_at) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = client.first_after(kill_at)
+    lost_failover = client.lost(new)
+
+    sh(["podman", "start", "hastack-lab-" + old])
+    wait_for_ssh(old)
+    fenced = on(old, "test", "-f", "/var/lib/postgresql/15/main/hastack.fenced").returncode == 0
+    resync_s, out = playbook("resync.yml", "-e", f"node={old}")
+    rejoin = re.search(r"rejoined in ([0-9.]+) s", out)
+
+    sw_start = time.monotonic()
+    switchover_s, _ = playbook("switchover.yml", "-e", f"new_primary={old}")
+    time.sleep(1)
+    gap = client.longest_gap(sw_start, time.monotonic())
+    row = {"round": round_no, "killed": old, "promoted": new,
+           "kill_to_first_write_s": round(first - kill_at, 2) if first else None,
+           "failover_yml_s": round(failover_s, 2),
+           "failover_first_vip_write_s": float(probe.group(1)) if probe else None,
+           "lost_failover": lost_failover, "old_primary_fenced_on_start": fenced,
+           "resync_yml_s": round(resync_s, 2), "rejoin_module_s": float(rejoin.group(1)) if rejoin else None,
+           "switchover_yml_s": round(switchover_s, 2), "switchover_write_gap_s": round(gap, 2) if gap else None,
+           "lost_switchover": client.lost(old)}
+    print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    client = Client()
+    client.start()
+    time.sleep(1)
+    if not client.acked:
+        sys.exit(f"no entry acknowledged through {APP_URL}: converge the lab first (make converge)")
+    rows = [drill(client, n) for n in range(1, args.rounds + 1)]
+    client.stop.set()
+    print(f"acknowledged writes: {len(client.acked)}")
+    for key in ("kill_to_first_write_s", "failover_first_vip_write_s", "failover_yml_s", "resync_yml_s",
+                "rejoin_module_s", "switchover_yml_s", "switchover_write_gap_s"):
+        values = [r[key] for r in rows if r[key] is not None]
+        if values:
+            print(f"median {key}: {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})")
+    print(f"acknowledged writes lost: {sum(r['lost_failover'] + r['lost_switchover'] for r in rows)}")
+
+
+if __name__ == "__main__":
+    main()

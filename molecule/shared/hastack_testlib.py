@@ -1,0 +1,57 @@
+"""Helpers for the Molecule verifiers: run hastack's playbooks against the scenario's
+inventory, and look inside the podman hosts."""
+
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
+def playbook(name, *extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), str(ROOT / name), *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result.seconds = time.monotonic() - started
+    print(result.stdout[-6000:], result.stderr[-3000:])
+    return result
+
+
+def recap_changed(output):
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def sh(node, command, timeout=60):
+    return subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def psql(node, sql, db="hastack"):
+    result = subprocess.run(["podman", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", db,
+                             "-c", sql], capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip()
+
+
+def holds(node, address):
+    return f" {address}/" in sh(node, "ip -o -4 addr show").stdout
+
+
+def wait_until(check, timeout=20, message="condition", interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {message}")
+
+
+def password(name):
+    return (EPHEMERAL / f"password_{name}").read_text(encoding="utf-8").split()[0]
