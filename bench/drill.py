@@ -68,24 +68,28 @@ def playbook(name, *extra):
 class Client(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
-        self.acked, self.stop = [], threading.Event()  # (monotonic time, id)
+        # (monotonic time of the acknowledgement, id, monotonic time the request was sent)
+        self.acked, self.stop = [], threading.Event()
 
     def run(self):
         while not self.stop.is_set():
+            sent = time.monotonic()
             try:
-                self.acked.append((time.monotonic(), writer.post(APP_URL + "/api/entries")))
+                self.acked.append((time.monotonic(), writer.post(APP_URL + "/api/entries"), sent))
             except (OSError, ValueError, KeyError):
                 time.sleep(0.05)
 
     def first_after(self, moment):
-        return next((t for t, _ in list(self.acked) if t > moment), None)
+        """The first acknowledgement of a request sent after moment (one in flight at the
+        kill may still have been answered by the old primary)."""
+        return next((t for t, _, sent in list(self.acked) if sent > moment), None)
 
     def longest_gap(self, start, end):
-        times = [t for t, _ in list(self.acked) if start <= t <= end]
+        times = [t for t, _, _ in list(self.acked) if start <= t <= end]
         return max((b - a for a, b in zip(times, times[1:])), default=None)
 
     def lost(self, node):
-        acked = {i for _, i in list(self.acked)}  # snapshot first: later acks are not in the query's snapshot
+        acked = {i for _, i, _ in list(self.acked)}  # snapshot first: later acks are not in the query's snapshot
         return len(acked - stored_ids(node))
 
 
@@ -103,11 +107,13 @@ def drill(client, round_no):
     if not old:
         sys.exit("nobody holds the DB VIP: converge the lab first (make converge)")
     time.sleep(1)
-    kill_at = time.monotonic()
     sh(["podman", "kill", "hastack-lab-" + old])
+    kill_at = time.monotonic()
     failover_s, out = playbook("failover.yml")
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (ROOT / ".cache" / "drill-failover.log").write_text(out, encoding="utf-8")
     new = re.search(r"FAILOVER DONE: (\S+) is the primary", out).group(1)
-    probe = re.search(r"committed on \S+ ([0-9.]+) s after start", out)
+    probe = re.search(r"committed on \S+\s+([0-9.]+)\s+s after start", out)
     deadline = time.monotonic() + 30
     while client.first_after(kill_at) is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,7 +7,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 # Every connection gives up quickly: during a failover a connection to the dead primary
-# must fail within seconds (tcp_user_timeout) so the request answers 503 and the next
+# must fail within a second or two (tcp_user_timeout) so the request answers 503 and the next
 # one reconnects through the VIP, which by then points at the new primary.
 CONNECT_OPTIONS = {
     "connect_timeout": 2,
@@ -15,7 +15,7 @@ CONNECT_OPTIONS = {
     "keepalives_idle": 5,
     "keepalives_interval": 1,
     "keepalives_count": 3,
-    "tcp_user_timeout": 3000,
+    "tcp_user_timeout": 1500,
     "application_name": "hastack-app",
 }
 
