@@ -1,8 +1,10 @@
 """The baseline on every host of the default scenario, checked from outside."""
 
+import json
 import os
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -135,3 +137,31 @@ def test_postgresql_listens_only_with_scram_for_the_network(host):
     replication_sources = {rule[3] for rule in network_rules if rule[1] == "replication"}
     assert replication_sources == {"198.18.2.11/32", "198.18.2.12/32"}
     assert host.file("/var/lib/postgresql/.pgpass").mode == 0o600
+
+
+VIP_HOLDER = {"db1": "198.18.2.100", "app1": "198.18.2.101"}
+
+
+def test_vrrp_v2_with_authentication_and_the_vips_on_the_right_hosts(host):
+    name = host.backend.get_hostname()
+    if name == "backup1":
+        pytest.skip("shares no VIP")
+    conf = host.file("/etc/keepalived/keepalived.conf")
+    assert (conf.user, conf.mode) == ("root", 0o600)  # it holds the VRRP password
+    assert "vrrp_version 2" in conf.content_string and "auth_type PASS" in conf.content_string
+    assert host.service("keepalived").is_running
+    addresses = host.check_output("ip -o -4 addr show")
+    for holder, vip in VIP_HOLDER.items():
+        assert (f" {vip}/" in addresses) == (name == holder), (name, vip)
+
+
+def test_the_app_answers_through_the_app_vip_and_writes_through_the_db_vip():
+    with urllib.request.urlopen("http://198.18.2.101:8000/health", timeout=5) as response:
+        assert json.load(response) == {"status": "ok", "database": "reachable", "role": "primary", "node": "db1"}
+    request = urllib.request.Request("http://198.18.2.101:8000/api/entries", method="POST",
+                                     data=b'{"machine": "saw", "member": "bo", "minutes": 10}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 201 and json.load(response)["id"] >= 1
+    with urllib.request.urlopen("http://198.18.2.101:8000/api/entries/count", timeout=5) as response:
+        assert json.load(response)["count"] >= 1
