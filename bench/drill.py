@@ -68,21 +68,20 @@ def playbook(name, *extra):
 class Client(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
-        # (monotonic time of the acknowledgement, id, monotonic time the request was sent)
+        # (monotonic time of the acknowledgement, id, node that committed it)
         self.acked, self.stop = [], threading.Event()
 
     def run(self):
         while not self.stop.is_set():
-            sent = time.monotonic()
             try:
-                self.acked.append((time.monotonic(), writer.post(APP_URL + "/api/entries"), sent))
+                entry_id, node = writer.post(APP_URL + "/api/entries")
+                self.acked.append((time.monotonic(), entry_id, node))
             except (OSError, ValueError, KeyError):
                 time.sleep(0.05)
 
-    def first_after(self, moment):
-        """The first acknowledgement of a request sent after moment (one in flight at the
-        kill may still have been answered by the old primary)."""
-        return next((t for t, _, sent in list(self.acked) if sent > moment), None)
+    def first_after(self, moment, node):
+        """The first entry committed on node after moment."""
+        return next((t for t, _, n in list(self.acked) if t > moment and n == node), None)
 
     def longest_gap(self, start, end):
         times = [t for t, _, _ in list(self.acked) if start <= t <= end]
@@ -115,9 +114,9 @@ def drill(client, round_no):
     new = re.search(r"FAILOVER DONE: (\S+) is the primary", out).group(1)
     probe = re.search(r"committed on \S+\s+([0-9.]+)\s+s after start", out)
     deadline = time.monotonic() + 30
-    while client.first_after(kill_at) is None and time.monotonic() < deadline:
+    while client.first_after(kill_at, new) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    first = client.first_after(kill_at)
+    first = client.first_after(kill_at, new)
     lost_failover = client.lost(new)
 
     sh(["podman", "start", "hastack-lab-" + old])

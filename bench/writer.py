@@ -5,7 +5,7 @@
 
 POSTs one entry after another to BASE_URL/api/entries (2 s timeout each) for SECONDS,
 or until OUTFILE.stop exists. Appends to OUTFILE one line per attempt:
-    ok <unix time> <id>     the app answered 201: the entry is committed
+    ok <unix time> <id> <node>   the app answered 201: the entry is committed (on node)
     err <unix time> <why>   not acknowledged (it may or may not have been committed)
 Standard library only, so it runs on a bare client host.
 """
@@ -24,7 +24,8 @@ def post(url):
     with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - the operator's own URL
         if response.status != 201:
             raise OSError("HTTP %d" % response.status)
-        return json.load(response)["id"]
+        answer = json.load(response)
+        return answer["id"], answer.get("node")
 
 
 def main(argv):
@@ -34,8 +35,8 @@ def main(argv):
     with open(outfile, "a", encoding="utf-8") as out:
         while time.monotonic() < deadline and not os.path.exists(outfile + ".stop"):
             try:
-                entry_id = post(url)
-                out.write("ok %.3f %d\n" % (time.time(), entry_id))
+                entry_id, node = post(url)
+                out.write("ok %.3f %d %s\n" % (time.time(), entry_id, node))
             except (OSError, ValueError, KeyError) as exc:
                 reason = exc.code if isinstance(exc, urllib.error.HTTPError) else exc
                 out.write("err %.3f %s\n" % (time.time(), str(reason).replace("\n", " ")[:200]))

@@ -33,12 +33,12 @@ def create_app(database_url=None):
         if problem:
             return jsonify(error=problem), 400
         try:
-            entry_id = store.add_entry(**entry)
+            entry_id, node = store.add_entry(**entry)
         except db.Unavailable as exc:
             return jsonify(error="database unavailable, entry not saved", detail=str(exc)), 503
         # Only reached after the COMMIT returned: the id is durable (and, in synchronous
         # mode, on a replica too).
-        return jsonify(id=entry_id), 201
+        return jsonify(id=entry_id, node=node), 201
 
     @app.get("/api/entries/count")
     def count_entries():

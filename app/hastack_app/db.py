@@ -10,7 +10,7 @@ MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 # must fail within a second or two (tcp_user_timeout) so the request answers 503 and the next
 # one reconnects through the VIP, which by then points at the new primary.
 CONNECT_OPTIONS = {
-    "connect_timeout": 2,
+    "connect_timeout": 1,
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 1,
@@ -34,7 +34,7 @@ class Store:
         # The pool opens in the background: the app starts, and /health answers 503,
         # even while the database is down.
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs=CONNECT_OPTIONS, open=False,
-                                   check=ConnectionPool.check_connection, timeout=3, reconnect_timeout=0)
+                                   check=ConnectionPool.check_connection, timeout=1.5, reconnect_timeout=0)
         self.pool.open(wait=False)
 
     def _run(self, sql, params=None):
@@ -51,9 +51,10 @@ class Store:
         return {"role": "replica" if in_recovery else "primary", "node": node}
 
     def add_entry(self, machine, member, minutes):
-        # pool.connection() commits when the block ends and raises if COMMIT fails.
-        return self._run("INSERT INTO usage_entries (machine, member, minutes) VALUES (%s, %s, %s) RETURNING id",
-                         (machine, member, minutes))[0]
+        """(id, node that committed it); pool.connection() commits when the block ends and
+        raises if COMMIT fails."""
+        return tuple(self._run("INSERT INTO usage_entries (machine, member, minutes) VALUES (%s, %s, %s) "
+                               "RETURNING id, current_setting('hastack.node', true)", (machine, member, minutes)))
 
     def count_entries(self):
         return self._run("SELECT count(*) FROM usage_entries")[0]

@@ -34,7 +34,9 @@ def post_entry():
                                      data=json.dumps({"machine": "lathe", "member": "test", "minutes": 5}).encode())
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 201
-        return json.load(response)["id"]
+        answer = json.load(response)
+        assert answer["node"] == "ha-db2"  # every write after the failover lands on the new primary
+        return answer["id"]
 
 
 def writer_lines():
@@ -42,7 +44,8 @@ def writer_lines():
 
 
 def acked():
-    return [(float(at), int(value)) for kind, at, value in writer_lines() if kind == "ok"]
+    """(time, id, node) of every acknowledged entry."""
+    return [(float(at), int(rest.split()[0]), rest.split()[1]) for kind, at, rest in writer_lines() if kind == "ok"]
 
 
 def start_writer(seconds=240):
@@ -81,11 +84,13 @@ def test_failover_through_the_vips_keeps_every_acknowledged_entry():
     assert result.returncode == 0
     assert "FAILOVER DONE: ha-db2 is the primary" in result.stdout
     assert "first write via the DB VIP 198.18.4.100 committed on ha-db2" in result.stdout
-    wait_until(lambda: any(at > killed_at for at, _ in acked()), timeout=30, message="writes through the app VIP")
+    wait_until(lambda: any(node == "ha-db2" for _, _, node in acked()), timeout=30,
+               message="writes through the app VIP committed on ha-db2")
     stop_writer()
-    after = [at for at, _ in acked() if at > killed_at]
-    print(f"first acknowledged write {after[0] - killed_at:.2f} s after the kill; failover.yml {result.seconds:.2f} s")
-    ids = [value for _, value in acked()]
+    after = [at for at, _, node in acked() if node == "ha-db2"]
+    print(f"first entry on ha-db2 {after[0] - killed_at:.2f} s after the kill; failover.yml {result.seconds:.2f} s")
+    assert not [node for at, _, node in acked() if at > after[0] and node != "ha-db2"]
+    ids = [value for _, value, _ in acked()]
     missing = set(ids) - stored_ids("ha-db2")
     assert not missing, f"{len(missing)} acknowledged entries lost: {sorted(missing)[:10]}"
     assert holds("ha-db2", DB_VIP)
