@@ -58,3 +58,14 @@ def test_templates_mirror_target_paths(role):
     for template in templates.rglob("*.j2"):
         relative = template.relative_to(templates)
         assert relative.parts[0] in {"etc", "usr", "var", "opt", "srv", "home", "root"}, relative
+
+
+def test_no_set_filters_where_order_matters():
+    """difference/union/intersect return items in hash order, which changes from one
+    ansible-playbook run to the next: a rendered file would change on every run."""
+    offenders = []
+    for path in list((ROOT / "roles").rglob("*.j2")) + list((ROOT / "roles").rglob("*.yml")) \
+            + list((ROOT / "playbooks").rglob("*")):
+        if path.is_file() and re.search(r"\|\s*(difference|union|intersect)\(", path.read_text(encoding="utf-8")):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
