@@ -121,6 +121,9 @@ def drill(client, round_no):
 
     sh(["podman", "start", "hastack-lab-" + old])
     wait_for_ssh(old)
+    deadline = time.monotonic() + 60
+    while on(old, "pg_isready", "-q").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     fenced = on(old, "test", "-f", "/var/lib/postgresql/15/main/hastack.fenced").returncode == 0
     resync_s, out = playbook("resync.yml", "-e", f"node={old}")
     rejoin = re.search(r"rejoined in ([0-9.]+) s", out)
