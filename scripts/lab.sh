@@ -57,23 +57,30 @@ ensure_key() {
 # vault password stays in .lab/ (git-ignored); export ANSIBLE_VAULT_PASSWORD_FILE to it.
 VAULT_PASS=$LABDIR/vault-pass
 VAULT_FILE=$INVENTORY/group_vars/all/vault.yml
-VAULT_VARS="vault_postgresql_replication_password vault_postgresql_rewind_password vault_postgresql_app_password vault_keepalived_auth_pass"
+VAULT_VARS="vault_postgresql_replication_password vault_postgresql_rewind_password vault_postgresql_app_password vault_postgresql_backup_password vault_keepalived_auth_pass"
+# Creates the vault file, and adds secrets a newer checkout needs to an existing one.
 ensure_vault() {
   if [ ! -s "$VAULT_PASS" ]; then
     (umask 077; head -c 32 /dev/urandom | base64 > "$VAULT_PASS")
   fi
-  if [ ! -f "$VAULT_FILE" ]; then
-    local tmp name
-    tmp=$(mktemp)
+  local tmp name added=0
+  tmp=$(mktemp)
+  if [ -f "$VAULT_FILE" ]; then
+    "$here/.venv/bin/ansible-vault" view --vault-password-file "$VAULT_PASS" "$VAULT_FILE" > "$tmp"
+  else
     printf -- '---\n' > "$tmp"
-    for name in $VAULT_VARS; do
-      # keepalived's VRRP password is at most 8 characters.
-      printf '%s: "%s"\n' "$name" "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$([ "$name" = vault_keepalived_auth_pass ] && echo 8 || echo 24)")" >> "$tmp"
-    done
-    "$here/.venv/bin/ansible-vault" encrypt --vault-password-file "$VAULT_PASS" --output "$VAULT_FILE" "$tmp" >/dev/null
-    rm -f "$tmp"
-    log "generated $VAULT_FILE (encrypted; password in .lab/vault-pass)"
   fi
+  for name in $VAULT_VARS; do
+    grep -q "^$name:" "$tmp" && continue
+    # keepalived's VRRP password is at most 8 characters.
+    printf '%s: "%s"\n' "$name" "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$([ "$name" = vault_keepalived_auth_pass ] && echo 8 || echo 24)")" >> "$tmp"
+    added=1
+  done
+  if [ "$added" = 1 ]; then
+    "$here/.venv/bin/ansible-vault" encrypt --vault-password-file "$VAULT_PASS" --output "$VAULT_FILE" "$tmp" >/dev/null
+    log "wrote $VAULT_FILE (encrypted; password in .lab/vault-pass)"
+  fi
+  rm -f "$tmp"
 }
 
 # What a provider's cloud-init does on a rented server: an admin user with our key
