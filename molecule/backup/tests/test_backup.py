@@ -6,9 +6,10 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import playbook, psql, sh  # noqa: E402
+from hastack_testlib import playbook, psql, sh, wait_until  # noqa: E402
 
 BACKUP = "bk-backup1"
 DUMPS = "/var/backups/hastack/dumps"
@@ -83,6 +84,28 @@ def test_the_freshness_check_sees_a_recent_successful_backup():
     assert result.returncode == 0 and result.stdout.startswith("OK: newest successful backup")
 
 
+def test_point_in_time_recovery_brings_back_what_an_accident_deleted():
+    result = sh(BACKUP, "hastack-backup base", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "taken and verified" in result.stderr
+    psql("bk-db1", "SET ROLE hastack; CREATE TABLE events (id serial PRIMARY KEY, at timestamptz DEFAULT now()); "
+                   "INSERT INTO events SELECT FROM generate_series(1, 1000)")
+    time.sleep(1)
+    noted = psql("bk-db1", "SELECT now()")  # "14:29:59, before the accidental delete"
+    time.sleep(1)
+    psql("bk-db1", "SET ROLE hastack; DELETE FROM events")
+    wait_until(lambda: "streaming" in psql("bk-db1", "SELECT state FROM pg_stat_replication "
+                                                     "WHERE application_name = 'hastack_backup'", db="postgres"),
+               message="pg_receivewal streaming")
+    time.sleep(2)  # the DELETE's commit record reaches the archive (pg_receivewal --synchronous)
+    result = playbook("pitr.yml", "-e", f"target_time={noted}")
+    assert result.returncode == 0
+    assert "PITR DONE" in result.stdout and "hastack public.events: 1000 rows" in result.stdout
+    out = sh(BACKUP, "runuser -u postgres -- psql -p 5433 -d hastack -XAtq -c 'SELECT count(*) FROM events'")
+    assert out.stdout.strip() == "1000"
+    assert psql("bk-db1", "SELECT count(*) FROM events") == "0"  # production untouched
+
+
 def test_restore_brings_back_deleted_rows_into_a_new_database():
     psql("bk-db1", "SET ROLE hastack; DELETE FROM machines WHERE id > 100")  # the accident
     result = playbook("restore.yml", "-e", f"restore_backup={STATE['good']}")
@@ -105,6 +128,26 @@ def test_replacing_the_live_database_needs_the_confirmation():
     assert "hastack_before_restore_" in psql("bk-db1", "SELECT string_agg(datname, ' ') FROM pg_database")
 
 
-def test_dumps_and_verification_are_scheduled():
+def test_dumps_base_backups_and_verification_are_scheduled():
     cron = sh(BACKUP, "cat /etc/cron.d/hastack-backup").stdout
-    assert "/usr/local/sbin/hastack-backup dump" in cron and "/usr/local/sbin/hastack-backup verify" in cron
+    for command in ("dump", "base", "verify"):
+        assert f"/usr/local/sbin/hastack-backup {command}" in cron
+
+
+def test_the_wal_archive_continues_on_the_new_timeline_after_a_failover():
+    subprocess.run(["podman", "kill", "bk-db1"], check=True)
+    result = playbook("failover.yml")
+    assert result.returncode == 0 and "FAILOVER DONE: bk-db2 is the primary" in result.stdout
+    wait_until(lambda: sh(BACKUP, "ls /var/backups/hastack/wal").stdout.count("00000002") >= 2, timeout=60,
+               message="timeline 2 history and WAL in the archive")
+    psql("bk-db2", "SET ROLE hastack; CREATE TABLE ticks (id serial PRIMARY KEY); "
+                   "INSERT INTO ticks SELECT FROM generate_series(1, 7)")
+    time.sleep(1)
+    noted = psql("bk-db2", "SELECT now()")
+    time.sleep(1)
+    psql("bk-db2", "SET ROLE hastack; INSERT INTO ticks SELECT FROM generate_series(1, 5)")
+    time.sleep(2)
+    # Recovery crosses from timeline 1 (the base backup) to timeline 2 (after the failover).
+    result = playbook("pitr.yml", "-e", f"target_time={noted}")
+    assert result.returncode == 0
+    assert "hastack public.ticks: 7 rows" in result.stdout
