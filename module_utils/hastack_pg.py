@@ -120,32 +120,22 @@ def record_primary(epoch, primary, dry=False, path=CLUSTER_STATE_FILE, local=Non
 
 def write_track(is_primary, dry=False, path=PRIMARY_TRACK_FILE):
     """Write keepalived's track file: 0 lets this node hold the DB VIP, 1 does not."""
-    content = "0\n" if is_primary else "1\n"
+    # Replaced by a rename, never rewritten in place: keepalived must not read an empty file.
+    return write_owned(path, "0\n" if is_primary else "1\n", mode=0o644, owner="root", dry=dry)
+
+
+def write_owned(path, content, mode=0o640, owner="postgres", dry=False):
+    """Atomically write a file owned by `owner`; False when it already has this content.
+    dry=True only tells whether it would change."""
     try:
         with open(path, encoding="utf-8") as handle:
             if handle.read() == content:
                 return False
     except OSError:
         pass
-    if not dry:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        # rename, never rewrite in place: keepalived must not read an empty file.
-        os.replace(tmp, path)
-    return True
-
-
-def write_owned(path, content, mode=0o640, owner="postgres"):
-    """Atomically write a file owned by `owner`; False when it already has this content."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == content:
-                return False
-    except OSError:
-        pass
+    if dry:
+        return True
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     user = pwd.getpwnam(owner)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:

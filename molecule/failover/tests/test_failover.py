@@ -6,48 +6,21 @@ the database acknowledged; after each change of primary, every acknowledged id m
 on the new primary (synchronous mode, ANY 1).
 """
 
-import os
 import pathlib
 import re
-import subprocess
+import sys
 import threading
 import time
 
 import psycopg
 import pytest
 
-ROOT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from hastack_testlib import password, playbook, psql, recap_changed, sh, wait_until  # noqa: E402
+
 NODES = {"fo-db1": "198.18.3.11", "fo-db2": "198.18.3.12", "fo-db3": "198.18.3.13"}
 DATA = "/var/lib/postgresql/15/main"
 STATE = {}
-
-
-def playbook(name, *extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    started = time.monotonic()
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), str(ROOT / name), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    result.seconds = time.monotonic() - started
-    print(result.stdout[-6000:], result.stderr[-3000:])
-    return result
-
-
-def recap_changed(output):
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
-
-
-def psql(node, sql, db="hastack"):
-    result = subprocess.run(["podman", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", db,
-                             "-c", sql], capture_output=True, text=True, timeout=60, check=True)
-    return result.stdout.strip()
-
-
-def sh(node, command):
-    return subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True, text=True,
-                          timeout=60, check=False)
 
 
 def kill_postgres(node):
@@ -60,7 +33,7 @@ def kill_postgres(node):
 
 
 def app_password():
-    return (EPHEMERAL / "password_app").read_text(encoding="utf-8").split()[0]
+    return password("app")
 
 
 class Writer(threading.Thread):
@@ -89,14 +62,6 @@ class Writer(threading.Thread):
             time.sleep(0.05)
         assert len(self.acked) >= count, f"writer acknowledged only {len(self.acked)} rows ({self.error})"
 
-
-def wait_until(check, timeout=20, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {message}")
 
 
 def stored_ids(node):
