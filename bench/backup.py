@@ -67,32 +67,37 @@ def main():
     on("backup1", "sh", "-c", f"umask 077; mkdir -p {cfg['dump_root']} {cfg['base_root']}; "
                               f"cat > {CONFIG} <<'EOF'\n{json.dumps(cfg)}\nEOF")
     env = ["env", f"HASTACK_BACKUP_CONFIG={CONFIG}", "/usr/local/sbin/hastack-backup"]
+    mb = 1024 * 1024
+    print(f"pgbench -i -s {args.scale}: database {db_bytes / mb:.0f} MB, cluster {cluster_bytes / mb:.0f} MB, "
+          f"loaded in {load_s:.1f} s", flush=True)
     try:
         dump_s, _ = timed("backup1", *env, "dump")
         dump_bytes = int(on("backup1", "sh", "-c", f"du -sb {cfg['dump_root']} | cut -f1").stdout)
+        print(f"dump   (pg_dump -Fc via DB VIP + manifest): {dump_s:6.1f} s  {db_bytes / mb / dump_s:6.1f} MB/s "
+              f"of database, dump file {dump_bytes / mb:.0f} MB", flush=True)
         verify_s, out = timed("backup1", *env, "verify")
         if '"ok": true' not in out.stdout:
             sys.exit("verification failed: " + out.stdout)
+        print(f"verify (sha256 + restore + row counts):     {verify_s:6.1f} s  {db_bytes / mb / verify_s:6.1f} MB/s "
+              "of database", flush=True)
         base_s, _ = timed("backup1", *env, "base")
+        print(f"base   (pg_basebackup + pg_verifybackup):   {base_s:6.1f} s  {cluster_bytes / mb / base_s:6.1f} MB/s "
+              "of cluster", flush=True)
+        time.sleep(1)
         pitr_target = psql(primary, "SELECT now()")
-        time.sleep(2)
-        psql(primary, "SELECT txid_current()")  # a commit after the target, so recovery can stop
-        time.sleep(2)
+        time.sleep(1)
+        psql(primary, "CREATE TABLE bench_after_target ()")  # a commit after the target, so recovery stops
+        time.sleep(3)
         pitr_s, out = timed("backup1", *env, "pitr", pitr_target)
         if '"ok": true' not in out.stdout:
             sys.exit("PITR failed: " + out.stdout)
+        print(f"pitr   (copy base + replay to a time):      {pitr_s:6.1f} s  {cluster_bytes / mb / pitr_s:6.1f} MB/s "
+              "of cluster", flush=True)
     finally:
         on("backup1", "sh", "-c", f"rm -rf {cfg['dump_root']} {cfg['base_root']} {CONFIG}; "
                                   "pg_ctlcluster 15 scratch stop", check=False)
+        psql(primary, "DROP TABLE IF EXISTS bench_after_target")
         psql(primary, "DROP DATABASE IF EXISTS pgbench")
-    mb = 1024 * 1024
-    print(f"pgbench -i -s {args.scale}: database {db_bytes / mb:.0f} MB, cluster {cluster_bytes / mb:.0f} MB, "
-          f"loaded in {load_s:.1f} s")
-    print(f"dump   (pg_dump -Fc via DB VIP + manifest): {dump_s:6.1f} s  {db_bytes / mb / dump_s:6.1f} MB/s of database, "
-          f"dump file {dump_bytes / mb:.0f} MB")
-    print(f"verify (sha256 + restore + row counts):     {verify_s:6.1f} s  {db_bytes / mb / verify_s:6.1f} MB/s of database")
-    print(f"base   (pg_basebackup + pg_verifybackup):   {base_s:6.1f} s  {cluster_bytes / mb / base_s:6.1f} MB/s of cluster")
-    print(f"pitr   (copy base + replay to a time):      {pitr_s:6.1f} s  {cluster_bytes / mb / pitr_s:6.1f} MB/s of cluster")
 
 
 if __name__ == "__main__":

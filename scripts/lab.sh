@@ -65,11 +65,12 @@ ensure_vault() {
   fi
   local tmp name added=0
   tmp=$(mktemp)
-  if [ -f "$VAULT_FILE" ]; then
-    "$here/.venv/bin/ansible-vault" view --vault-password-file "$VAULT_PASS" "$VAULT_FILE" > "$tmp"
-  else
-    printf -- '---\n' > "$tmp"
+  if [ -f "$VAULT_FILE" ] && ! "$here/.venv/bin/ansible-vault" view --vault-password-file "$VAULT_PASS" "$VAULT_FILE" > "$tmp" 2>/dev/null; then
+    # .lab/ was lost (its vault password with it): new secrets, so rebuild the hosts too.
+    log "cannot decrypt $VAULT_FILE with .lab/vault-pass: generating new lab secrets (run make lab-down first if the hosts exist)"
+    : > "$tmp"
   fi
+  [ -s "$tmp" ] || printf -- '---\n' > "$tmp"
   for name in $VAULT_VARS; do
     grep -q "^$name:" "$tmp" && continue
     # keepalived's VRRP password is at most 8 characters.
