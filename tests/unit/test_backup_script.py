@@ -76,3 +76,10 @@ def test_locate_prefers_the_newest_verified_dump(tmp_path, capsys):
     found = json.loads(capsys.readouterr().out)
     assert (found["backup"], found["verified"], found["row_counts"]) == (older, True, {"public.t": 3})
     assert backup.cmd_locate(cfg(tmp_path), "19990101T000000Z") == 1
+
+
+def test_offsite_copies_are_skipped_when_not_configured(tmp_path, monkeypatch):
+    def no_command(*args, **kwargs):
+        raise AssertionError("nothing may run: %s" % (args,))
+    monkeypatch.setattr(backup.subprocess, "run", no_command)
+    backup.offsite(cfg(tmp_path, offsite_rsync_target="", webdav_url=""), "20261127T000000Z")

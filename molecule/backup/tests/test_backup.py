@@ -35,6 +35,13 @@ def manifest(name):
     return json.loads(sh(BACKUP, f"cat {DUMPS}/{name}/manifest.json").stdout)
 
 
+def test_the_backup_host_may_copy_offsite():
+    # What an operator does once: authorise the backup host's key at the second location.
+    key = sh(BACKUP, "cat /root/.ssh/hastack_backup.pub").stdout.strip()
+    assert key.startswith("ssh-ed25519 ")
+    sh("bk-db2", f"echo '{key}' >> /home/hastack/.ssh/authorized_keys")
+
+
 def test_a_dump_has_a_manifest_with_counts_checksums_and_its_source():
     psql("bk-db1", "SET ROLE hastack; CREATE TABLE machines (id serial PRIMARY KEY, name text); "
                    "INSERT INTO machines (name) SELECT 'm' || g FROM generate_series(1, 500) g")
@@ -69,6 +76,14 @@ def test_retention_keeps_exactly_the_newest_three():
     kept = backups()
     assert len(kept) == 3
     assert STATE["first"] not in kept
+
+
+def test_the_offsite_copy_mirrors_the_kept_backups():
+    copied = sorted(sh("bk-db2", "ls /home/hastack/offsite").stdout.split())
+    assert copied == backups()
+    newest = backups()[-1]
+    assert sh("bk-db2", f"sha256sum /home/hastack/offsite/{newest}/hastack.dump").stdout.split()[0] == \
+        manifest(newest)["parts"][0]["sha256"]
 
 
 def test_verification_restores_good_dumps_and_reports_a_corrupt_one():
