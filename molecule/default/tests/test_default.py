@@ -120,8 +120,10 @@ def test_postgresql_primary_and_replica(host):
     in_recovery = host.check_output(sql + "'SELECT pg_is_in_recovery()'")
     if name == "db1":
         assert in_recovery == "f"
-        assert host.check_output(sql + "\"SELECT application_name || ' ' || state FROM pg_stat_replication\"") \
-            == "db2 streaming"
+        # db2, and the backup host's WAL archive (pg_receivewal).
+        assert host.check_output(sql + "\"SELECT string_agg(application_name || ' ' || state, ', ' "
+                                       "ORDER BY application_name) FROM pg_stat_replication\"") \
+            == "db2 streaming, hastack_backup streaming"
         assert "hastack" in host.check_output(sql + "'SELECT datname FROM pg_database'").split()
     else:
         assert in_recovery == "t"
@@ -134,8 +136,9 @@ def test_postgresql_listens_only_with_scram_for_the_network(host):
     hba = host.file("/etc/postgresql/15/main/pg_hba.conf").content_string
     network_rules = [line.split() for line in hba.splitlines() if line.startswith("host")]
     assert network_rules and all(rule[-1] == "scram-sha-256" for rule in network_rules)
-    replication_sources = {rule[3] for rule in network_rules if rule[1] == "replication"}
-    assert replication_sources == {"198.18.2.11/32", "198.18.2.12/32"}
+    replication = {(rule[2], rule[3]) for rule in network_rules if rule[1] == "replication"}
+    assert replication == {("replicator", "198.18.2.11/32"), ("replicator", "198.18.2.12/32"),
+                           ("hastack_backup", "198.18.2.31/32")}
     assert host.file("/var/lib/postgresql/.pgpass").mode == 0o600
 
 
