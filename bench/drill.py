@@ -16,30 +16,16 @@ Usage: .venv/bin/python bench/drill.py [--rounds N]   (after `make converge`)
 """
 
 import argparse
-import importlib.util
-import os
-import pathlib
 import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-           ANSIBLE_VAULT_PASSWORD_FILE=str(ROOT / ".lab" / "vault-pass"), ANSIBLE_NOCOLOR="1")
+import writer
+from benchlib import ROOT, AckedWrites, playbook, sh
+
 DB_VIP, APP_URL = "198.18.1.100", "http://198.18.1.101:8000"
 NODES = ("db1", "db2", "db3")
-
-_spec = importlib.util.spec_from_file_location("writer", ROOT / "bench" / "writer.py")
-writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(writer)
-
-
-def sh(args, **kw):
-    return subprocess.run(args, capture_output=True, text=True, check=False, **kw)
-
 
 def on(node, *args):
     return sh(["podman", "exec", "hastack-lab-" + node, *args], timeout=60)
@@ -57,19 +43,8 @@ def stored_ids(node):
     return {int(x) for x in out.stdout.split()}
 
 
-def playbook(name, *extra):
-    start = time.monotonic()
-    out = sh([str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", name, *extra], cwd=ROOT, env=ENV)
-    if out.returncode:
-        sys.exit(f"{name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
-    return time.monotonic() - start, out.stdout
-
-
-class Client(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        # (monotonic time of the acknowledgement, id, node that committed it)
-        self.acked, self.stop = [], threading.Event()
+class Client(AckedWrites):
+    """Posts entries through the app VIP; the app reports the node that committed each."""
 
     def run(self):
         while not self.stop.is_set():
@@ -78,18 +53,6 @@ class Client(threading.Thread):
                 self.acked.append((time.monotonic(), entry_id, node))
             except (OSError, ValueError, KeyError):
                 time.sleep(0.05)
-
-    def first_after(self, moment, node):
-        """The first entry committed on node after moment."""
-        return next((t for t, _, n in list(self.acked) if t > moment and n == node), None)
-
-    def longest_gap(self, start, end):
-        times = [t for t, _, _ in list(self.acked) if start <= t <= end]
-        return max((b - a for a, b in zip(times, times[1:])), default=None)
-
-    def lost(self, node):
-        acked = {i for _, i, _ in list(self.acked)}  # snapshot first: later acks are not in the query's snapshot
-        return len(acked - stored_ids(node))
 
 
 def wait_for_ssh(node, timeout=60):
@@ -117,7 +80,7 @@ def drill(client, round_no):
     while client.first_after(kill_at, new) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     first = client.first_after(kill_at, new)
-    lost_failover = client.lost(new)
+    lost_failover = client.lost(lambda: stored_ids(new))
 
     sh(["podman", "start", "hastack-lab-" + old])
     wait_for_ssh(old)
@@ -139,7 +102,7 @@ def drill(client, round_no):
            "lost_failover": lost_failover, "old_primary_fenced_on_start": fenced,
            "resync_yml_s": round(resync_s, 2), "rejoin_module_s": float(rejoin.group(1)) if rejoin else None,
            "switchover_yml_s": round(switchover_s, 2), "switchover_write_gap_s": round(gap, 2) if gap else None,
-           "lost_switchover": client.lost(old)}
+           "lost_switchover": client.lost(lambda: stored_ids(old))}
     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     return row
 

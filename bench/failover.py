@@ -16,25 +16,16 @@ Usage: .venv/bin/python bench/failover.py [--rounds N]   (after `make converge`)
 """
 
 import argparse
-import os
-import pathlib
 import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
 import psycopg
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from benchlib import ENV, ROOT, AckedWrites, playbook, sh
+
 NODES = {"db1": "198.18.1.11", "db2": "198.18.1.12", "db3": "198.18.1.13"}
-ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-           ANSIBLE_VAULT_PASSWORD_FILE=str(ROOT / ".lab" / "vault-pass"), ANSIBLE_NOCOLOR="1")
-
-
-def sh(args, **kw):
-    return subprocess.run(args, capture_output=True, text=True, check=False, **kw)
 
 
 def app_password():
@@ -64,20 +55,12 @@ def primary():
     raise RuntimeError("no primary")
 
 
-def playbook(name, *extra):
-    start = time.monotonic()
-    out = sh([str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", name, *extra], cwd=ROOT, env=ENV)
-    if out.returncode:
-        sys.exit(f"{name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
-    return time.monotonic() - start, out.stdout
+class Client(AckedWrites):
+    """Inserts rows straight into whichever node accepts them (no VIP)."""
 
-
-class Client(threading.Thread):
     def __init__(self, password):
-        super().__init__(daemon=True)
+        super().__init__()
         self.password = password
-        self.acked = []  # (monotonic time, id, node)
-        self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
@@ -92,20 +75,9 @@ class Client(threading.Thread):
                     continue
             time.sleep(0.05)
 
-    def first_after(self, moment, node):
-        return next((t for t, _, n in list(self.acked) if t > moment and n == node), None)
-
-    def longest_gap(self, start, end):
-        times = [t for t, _, _ in list(self.acked) if start <= t <= end]
-        return max((b - a for a, b in zip(times, times[1:])), default=None)
-
 
 def lost(client, node):
-    # Snapshot the acknowledged ids first: rows acknowledged while the query runs are
-    # not in its snapshot and would be miscounted as lost.
-    acked = {i for _, i, _ in list(client.acked)}
-    stored = {int(x) for x in psql(node, "SELECT id FROM bench").split()}
-    return len(acked - stored)
+    return client.lost(lambda: {int(x) for x in psql(node, "SELECT id FROM bench").split()})
 
 
 def main():
