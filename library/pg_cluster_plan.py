@@ -55,6 +55,27 @@ options:
     description: Promote even when the candidate lags beyond C(max_lag_bytes).
     type: bool
     default: false
+  synchronous:
+    description:
+      - Synchronous commit (C(ANY 1)) is on. A failover then needs every replica's WAL
+        position, and the most advanced by (timeline, LSN), to be sure no acknowledged commit
+        is lost; otherwise it refuses unless C(accept_loss).
+    type: bool
+    default: false
+  accept_loss:
+    description: In synchronous mode, promote although a replica did not report or C(new_primary) is behind.
+    type: bool
+    default: false
+  fence_command:
+    description: A power-off hook is configured (failover.yml's C(failover_fence_command)).
+    type: bool
+    default: false
+  confirm_dead:
+    description: The operator attests this host is powered off (failover.yml's C(failover_confirm_dead)).
+    type: str
+  addresses:
+    description: Inventory host name to address; lets a re-run find replicas that still follow the old primary.
+    type: dict
 author: hastack
 """
 
@@ -88,6 +109,12 @@ plan:
     fence:
       description: Reachable nodes to stop and keep from starting as a primary.
       type: list
+    fence_method:
+      description:
+        - How the old primary is kept from taking writes before the promotion - C(ssh)
+          (pg_fence), C(command) (the power-off hook), C(operator) (failover_confirm_dead),
+          C(self) (its lease ran out; pg_promote waits for the sentinels' proof) or C(none).
+      type: str
     repoint:
       description: Replicas to point at the new primary.
       type: list
@@ -127,7 +154,10 @@ def decide(params):
                 "replicas": sorted(h for h in nodes if h != primary)}
     if mode == "failover":
         return failover_plan(nodes, old_primary=recorded or params["old_primary"], requested=params["new_primary"],
-                             max_lag_bytes=params["max_lag_bytes"], force=params["force"])
+                             max_lag_bytes=params["max_lag_bytes"], force=params["force"],
+                             synchronous=params["synchronous"], accept_loss=params["accept_loss"],
+                             fence_command=params["fence_command"], confirm_dead=params["confirm_dead"],
+                             addresses=params["addresses"])
     if mode == "resync":
         return resync_plan(nodes, params["node"])
     return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"])
@@ -144,6 +174,11 @@ def main():
             new_primary=dict(type="str"),
             max_lag_bytes=dict(type="int", default=16 * 1024 * 1024),
             force=dict(type="bool", default=False),
+            synchronous=dict(type="bool", default=False),
+            accept_loss=dict(type="bool", default=False),
+            fence_command=dict(type="bool", default=False),
+            confirm_dead=dict(type="str"),
+            addresses=dict(type="dict"),
         ),
         required_if=[("mode", "converge", ["inventory_primary"]), ("mode", "resync", ["node"])],
         supports_check_mode=True,

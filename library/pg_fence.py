@@ -84,6 +84,13 @@ def is_active(module, service):
 
 
 
+def postmaster_running(module, bin_dir, data):
+    """A postmaster in this data directory, whoever started it (systemd or by hand)."""
+    rc, _, _ = module.run_command(["runuser", "-u", "postgres", "--", os.path.join(bin_dir, "pg_ctl"),
+                                   "status", "-D", data])
+    return rc == 0
+
+
 def controldata(module, bin_dir, data):
     rc, out, _ = module.run_command([os.path.join(bin_dir, "pg_controldata"), "-D", data],
                                     environ_update={"LC_ALL": "C"})
@@ -107,7 +114,7 @@ def main():
     data = p["data_directory"]
     if not os.path.exists(os.path.join(data, "PG_VERSION")):
         module.exit_json(changed=False, stopped=False, killed=False, msg="no cluster in %s" % data)
-    active = is_active(module, p["service"])
+    active = is_active(module, p["service"]) or postmaster_running(module, p["bin_dir"], data)
     signal = os.path.join(data, "standby.signal")
     marker = os.path.join(data, FENCE_MARKER)
     record = record_primary(p["epoch"], p["new_primary"], dry=True, local="")
@@ -118,11 +125,18 @@ def main():
     killed = False
     if active:
         rc, _, err = module.run_command(["timeout", str(p["timeout"]), "systemctl", "stop", p["service"]])
-        if rc != 0:
+        if rc != 0 and is_active(module, p["service"]):
             module.run_command(["systemctl", "kill", "--signal=SIGKILL", p["service"]])
             module.run_command(["systemctl", "stop", p["service"]])
             killed = True
-        if is_active(module, p["service"]):
+        if postmaster_running(module, p["bin_dir"], data):
+            # Started outside systemd: stop it the same way, fast then immediate.
+            pg_ctl = ["runuser", "-u", "postgres", "--", os.path.join(p["bin_dir"], "pg_ctl"), "-D", data, "-w",
+                      "-t", str(p["timeout"]), "stop"]
+            if module.run_command(pg_ctl + ["-m", "fast"])[0] != 0:
+                module.run_command(pg_ctl + ["-m", "immediate"])
+                killed = True
+        if is_active(module, p["service"]) or postmaster_running(module, p["bin_dir"], data):
             module.fail_json(msg="could not stop %s; the old primary may still accept writes. Stop it by hand "
                                  "(or power the host off) before pointing clients at the new primary." % p["service"])
     write_owned(signal, "", 0o600)

@@ -45,6 +45,18 @@ options:
     description: Run CHECKPOINT after promotion.
     type: bool
     default: true
+  fenced_by_lease:
+    description:
+      - Inventory name of an old primary that could not be fenced over SSH. Before promoting,
+        wait until this node's sentinel state proves that the old primary's lease ran out and
+        that it has fenced itself (hastack_quorum.self_fence_proof); fail without promoting if
+        that is not proven within C(proof_timeout) (the old primary is alive, e.g. only the
+        controller lost it).
+    type: str
+  proof_timeout:
+    description: Seconds to wait for that proof; 0 means lease + hold + 1 s from the sentinel's settings.
+    type: float
+    default: 0
   epoch:
     description: Cluster epoch to record with this node as primary; omitted means do not record.
     type: int
@@ -82,11 +94,19 @@ promote_seconds:
   description: Time from the promote call to the first writable transaction.
   returned: when promoted
   type: float
+  sample: 0.12
+proof:
+  description: The self-fence proof for C(fenced_by_lease) - witnesses, seconds waited, who last heard the old primary when.
+  returned: when fenced_by_lease is given
+  type: dict
+  sample: {"witnesses": ["db3", "backup1"], "waited": 0.41, "heard_by": {"db3": 2.1}}
 """
 
+import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, self_fence_proof
 from ansible.module_utils.hastack_pg import (
     HAS_PSYCOPG,
     lsn_to_int,
@@ -115,6 +135,35 @@ def wait_writable(conn, deadline):
         time.sleep(0.02)
 
 
+def read_state(path=SENTINEL_STATE_FILE):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def wait_self_fenced(old, timeout):
+    """Wait until the local sentinel's state proves `old` fenced itself; (proof, error)."""
+    started = time.monotonic()
+    proof, deadline = None, None
+    while True:
+        state = read_state()
+        now = time.monotonic()
+        if state and now - state["now"] < 1.0 + 2 * state["interval"]:
+            if deadline is None:
+                deadline = started + (timeout or state["lease"] + state["hold"] + 1.0)
+            proof = self_fence_proof(state, now, old)
+            if proof["safe"]:
+                proof["waited"] = round(now - started, 3)
+                return proof, None
+        if deadline is None and now - started > 3:
+            return proof, "this node's sentinel does not report (%s); is hastack-sentinel running?" % SENTINEL_STATE_FILE
+        if deadline is not None and now > deadline:
+            return proof, proof["reason"]
+        time.sleep(min(0.05, max(0.005, (proof or {}).get("safe_in") or 0.05)))
+
+
 def wait_replayed(conn, lsn, deadline):
     target = lsn_to_int(lsn)
     while True:
@@ -134,6 +183,8 @@ def main():
             login_user=dict(type="str", default="postgres"),
             timeout=dict(type="int", default=60),
             wait_replay_lsn=dict(type="str"),
+            fenced_by_lease=dict(type="str"),
+            proof_timeout=dict(type="float", default=0),
             checkpoint=dict(type="bool", default=True),
             epoch=dict(type="int"),
             node_name=dict(type="str"),
@@ -158,6 +209,15 @@ def main():
                              timeline=timeline_from_walfile(pos["walfile"]))
         if module.check_mode:
             module.exit_json(changed=True, promoted=False)
+        proof = None
+        if p["fenced_by_lease"]:
+            proof, error = wait_self_fenced(p["fenced_by_lease"], p["proof_timeout"])
+            if error:
+                module.fail_json(
+                    msg="NOT PROMOTED: %s may still accept writes. %s. If it is alive and only unreachable "
+                        "from this controller, fix that and rerun; if you have powered it off, rerun with "
+                        "-e failover_confirm_dead=%s (or configure failover_fence_command)."
+                        % (p["fenced_by_lease"], error, p["fenced_by_lease"]), proof=proof)
         start = time.monotonic()
         deadline = start + p["timeout"]
         if p["wait_replay_lsn"]:
@@ -182,7 +242,7 @@ def main():
             conn.execute("CHECKPOINT")
         pos = query_one(conn, POSITION_SQL)
     module.exit_json(changed=True, promoted=True, promote_seconds=promote_seconds, lsn=pos["lsn"],
-                     timeline=timeline_from_walfile(pos["walfile"]))
+                     timeline=timeline_from_walfile(pos["walfile"]), proof=proof)
 
 
 if __name__ == "__main__":

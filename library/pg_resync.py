@@ -338,7 +338,18 @@ class Resync:
                "--config-file", os.path.join(self.p["config_dir"], "postgresql.conf")]
         rc, out, err = self.timed("pg_rewind", self.run, cmd, True)
         self.attempts.append({"method": "rewind", "ok": rc == 0, "output": (out + err).strip()[-2000:]})
+        if rc != 0:
+            # pg_rewind needed the signal files gone; a failed rewind must not leave a
+            # former primary that starts writable.
+            self.fence_local("pg_rewind failed")
         return rc == 0
+
+    def fence_local(self, reason):
+        data = self.p["data_directory"]
+        write_owned(os.path.join(data, "standby.signal"), "", 0o600)
+        marker = os.path.join(data, FENCE_MARKER)
+        if not os.path.exists(marker):
+            write_owned(marker, '{"by": "pg_resync", "reason": "%s"}\n' % reason, 0o600)
 
     def basebackup(self, local):
         self.timed("stop", self.service, "stop")

@@ -13,6 +13,8 @@ import pwd
 import re
 import time
 
+from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE
+
 try:
     import psycopg
     HAS_PSYCOPG = True
@@ -316,6 +318,7 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
     state = read_cluster_state()
     node["epoch"] = int(state.get("epoch", 0) or 0)
     node["recorded_primary"] = state.get("primary")
+    node.update(sentinel_facts())
     if not node["has_data"]:
         node.update(role="absent", running=False)
         return node
@@ -338,6 +341,19 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
         min_recovery = node.get("min_recovery_lsn")
         node["position_lsn"] = min_recovery if min_recovery not in (None, "0/0") else node.get("checkpoint_lsn")
     return node
+
+
+def sentinel_facts(path=SENTINEL_STATE_FILE):
+    """What this node's sentinel says: whether a majority hears it (quorum: None when the
+    sentinel does not report) and why it fenced itself, if it did."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        fresh = time.monotonic() - float(state["now"]) < 1.0 + 2 * float(state["interval"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"quorum": None, "sentinel_fence_reason": None}
+    return {"quorum": bool(state.get("lease_ok")) if fresh else None,
+            "sentinel_fence_reason": state.get("fence_reason")}
 
 
 def max_lsn(*lsns):
@@ -449,12 +465,29 @@ def _position(facts):
     return lsn_to_int(facts.get("position_lsn")) or lsn_to_int(facts.get("replay_lsn")) or 0
 
 
-def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 1024 * 1024, force=False):
+def _rank(facts):
+    """Most advanced first: a later timeline wins over a higher LSN on an older one."""
+    return (int(facts.get("timeline") or 0), _position(facts))
+
+
+# How failover.yml makes sure the old primary takes no more writes before promoting.
+FENCE_SSH = "ssh"            # reachable: pg_fence stops it and guards its start
+FENCE_COMMAND = "command"    # unreachable: failover_fence_command powers it off
+FENCE_OPERATOR = "operator"  # unreachable: the operator attested it is off
+FENCE_SELF = "self"          # unreachable: its lease ran out (proven by the sentinels)
+FENCE_NONE = "none"          # no old primary to fence
+
+
+def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 1024 * 1024, force=False,
+                  synchronous=False, accept_loss=False, fence_command=False, confirm_dead=None, addresses=None):
     """Choose what failover.yml does.
 
     nodes: inventory host -> facts (with 'reachable'). Returns a dict with 'action'
-    ('none' or 'promote'), 'candidate', 'fence', 'repoint' and figures for the
-    summary; raises PlanError (before any change) when it must refuse.
+    ('none' or 'promote'), 'candidate', 'fence' (reachable nodes to stop before the
+    promotion), 'fence_method' (how the old primary is kept from writing, FENCE_*),
+    'repoint' and figures for the summary; raises PlanError (before any change) when it
+    must refuse. addresses (host -> address) lets a re-run find replicas that do not
+    stream from the primary yet (an interrupted failover).
     """
     reachable = _reachable(nodes)
     writable = writable_nodes(nodes)
@@ -471,8 +504,18 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                 "%s is up and writable: a failover would create a second primary. For a planned "
                 "move to %s run: ansible-playbook switchover.yml -e new_primary=%s"
                 % (primary, requested, requested))
-        return {"action": "none", "candidate": primary, "primary": primary, "fence": [], "repoint": [],
-                "reason": "%s is already the writable primary; nothing to do" % primary}
+        # A failover interrupted after the promotion: finish it (replicas still pointed
+        # at the old primary are repointed), nothing else.
+        address = (addresses or {}).get(primary)
+        behind = sorted(h for h, f in reachable.items() if h != primary and f.get("role") == "replica"
+                        and not f.get("fenced") and address
+                        and ((f.get("wal_receiver") or {}).get("sender_host") != address
+                             or (f.get("wal_receiver") or {}).get("status") != "streaming"))
+        return {"action": "none", "candidate": primary, "primary": primary, "fence": [], "repoint": behind,
+                "fence_method": FENCE_NONE, "epoch": max([int(f.get("epoch") or 0) for f in nodes.values()] + [1]),
+                "reason": "%s is already the writable primary%s" % (
+                    primary, "; repointing %s, which still follow(s) another node" % ", ".join(behind)
+                    if behind else "; nothing to do")}
     replicas = {h: f for h, f in reachable.items() if f.get("role") == "replica"}
     if not replicas:
         down = sorted(set(nodes) - set(reachable))
@@ -481,6 +524,14 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
             "nothing to promote. Bring a replica's host or PostgreSQL back, then rerun failover.yml."
             % (", ".join(down) or "none",
                ", ".join("%s=%s" % (h, f.get("role")) for h, f in sorted(reachable.items())) or "none"))
+    old = old_primary
+    # Never chosen by itself: the old primary (even fenced and read-only, it is what the
+    # failover replaces), a fenced former primary, a node whose sentinel has no majority
+    # (it would fence itself at once).
+    eligible = {h: f for h, f in replicas.items() if h != old and not f.get("fenced") and f.get("quorum") is not False}
+
+    def order(h):
+        return (tuple(-x for x in _rank(replicas[h])), -(lsn_to_int(replicas[h].get("replay_lsn")) or 0), h)
     if requested:
         if requested not in nodes:
             raise PlanError("new_primary=%s is not a database host (%s)" % (requested, ", ".join(sorted(nodes))))
@@ -488,14 +539,43 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
             state = "unreachable" if requested not in reachable else reachable[requested].get("role")
             raise PlanError("new_primary=%s cannot be promoted: it is %s. Choose one of: %s"
                             % (requested, state, ", ".join(sorted(replicas))))
+        if replicas[requested].get("quorum") is False:
+            raise PlanError("new_primary=%s cannot be promoted: its sentinel does not hear a majority of the "
+                            "cluster, so it would fence itself at once. Fix its network first." % requested)
         candidate = requested
+    elif eligible:
+        candidate = sorted(eligible, key=order)[0]
     else:
-        candidate = sorted(replicas, key=lambda h: (-_position(replicas[h]),
-                                                    -(lsn_to_int(replicas[h].get("replay_lsn")) or 0), h))[0]
-    known = [_position(f) for f in reachable.values()]
-    known += [lsn_to_int(f.get("current_lsn")) or 0 for f in reachable.values()]
-    reference = max(known) if known else 0
+        raise PlanError(
+            "no replica may be promoted: %s. Name one with -e new_primary=HOST if you know it is right."
+            % "; ".join("%s is %s" % (h, "the old primary" if h == old else "fenced (a former primary)"
+                                      if f.get("fenced") else "without a majority (its sentinel)")
+                        for h, f in sorted(replicas.items())))
+    old = old if old and old != candidate else None
+    # Synchronous ANY 1: an acknowledged commit is on at least one replica, so only the
+    # most advanced of *all* of them is sure to hold every one. The old primary may be
+    # ahead of all of them: what only it holds was never acknowledged.
+    unknown = sorted(h for h in nodes if h != old and h != candidate and h not in replicas)
+    ahead = sorted(h for h in replicas if h not in (old, candidate) and _rank(replicas[h]) > _rank(replicas[candidate]))
+    if synchronous and not accept_loss:
+        if unknown:
+            raise PlanError(
+                "synchronous mode: %s did not report a WAL position (unreachable or not running as a "
+                "replica), and may hold commits that were acknowledged to clients and that %s lacks. "
+                "Bring %s back and rerun, or accept losing them: -e failover_accept_loss=true"
+                % (", ".join(unknown), candidate, "them" if len(unknown) > 1 else "it"))
+        if ahead:
+            raise PlanError(
+                "synchronous mode: %s is behind %s (timeline %s at %s against timeline %s at %s): promoting "
+                "it would lose acknowledged commits. Promote %s, wait until %s catches up, or accept the "
+                "loss: -e failover_accept_loss=true"
+                % (candidate, ahead[0], _rank(replicas[candidate])[0], int_to_lsn(_position(replicas[candidate])),
+                   _rank(replicas[ahead[0]])[0], int_to_lsn(_position(replicas[ahead[0]])), ahead[0], candidate))
     chosen = replicas[candidate]
+    # Positions on another timeline do not compare with the candidate's.
+    same = [f for f in reachable.values() if int(f.get("timeline") or 0) in (0, _rank(chosen)[0])]
+    known = [_position(f) for f in same] + [lsn_to_int(f.get("current_lsn")) or 0 for f in same]
+    reference = max(known) if known else 0
     replayed = lsn_to_int(chosen.get("replay_lsn")) or 0
     lag = max(0, reference - replayed)
     if lag > max_lag_bytes and not force:
@@ -506,7 +586,6 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
             % (candidate, int_to_lsn(replayed), lag, int_to_lsn(reference), max_lag_bytes,
                "; WAL replay is paused there (SELECT pg_wal_replay_resume())" if chosen.get("replay_paused") else "",
                lag + 1))
-    old = old_primary if old_primary and old_primary != candidate else None
     loss = None
     # Only a cleanly stopped old primary knows its last WAL position (the shutdown
     # checkpoint); after a crash the control file lags behind what it wrote.
@@ -515,6 +594,16 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
         loss = max(0, (lsn_to_int(old_facts["position_lsn"]) or 0) - _position(chosen))
     fence = sorted(h for h, f in reachable.items()
                    if h != candidate and (h == old or f.get("role") not in ("replica", "absent")))
+    if not old:
+        method = FENCE_NONE
+    elif old in reachable:
+        method = FENCE_SSH
+    elif confirm_dead == old:
+        method = FENCE_OPERATOR
+    elif fence_command:
+        method = FENCE_COMMAND
+    else:
+        method = FENCE_SELF
     repoint = sorted(h for h in replicas if h != candidate)
     return {
         "action": "promote",
@@ -523,17 +612,19 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
         "old_primary": old,
         "old_primary_reachable": bool(old and old in reachable),
         "fence": fence,
+        "fence_method": method,
         "repoint": repoint,
         "lag_bytes": lag,
         "possible_loss_bytes": loss,
-        # With ANY-1 synchronous commit an acknowledged commit is on at least one replica;
-        # only when every replica answered is the most advanced one sure to hold it.
-        "unreachable_replicas": sorted(h for h in nodes if h not in reachable and h != old),
+        "unreachable_replicas": unknown,
+        "accepted_loss": bool(accept_loss and synchronous and unknown),
         "epoch": next_epoch(nodes),
+        "candidate_timeline": _rank(chosen)[0],
         "candidate_position_lsn": int_to_lsn(_position(chosen)),
         "candidate_replay_lsn": int_to_lsn(replayed),
         "reference_lsn": int_to_lsn(reference),
-        "reason": "%s is the most advanced reachable replica" % candidate if not requested
+        "reason": "%s is the most advanced reachable replica (timeline %s, %s)" % (
+            candidate, _rank(chosen)[0], int_to_lsn(_position(chosen))) if not requested
         else "%s was requested with new_primary" % candidate,
     }
 

@@ -57,7 +57,7 @@ ensure_key() {
 # vault password stays in .lab/ (git-ignored); export ANSIBLE_VAULT_PASSWORD_FILE to it.
 VAULT_PASS=$LABDIR/vault-pass
 VAULT_FILE=$INVENTORY/group_vars/all/vault.yml
-VAULT_VARS="vault_postgresql_replication_password vault_postgresql_rewind_password vault_postgresql_app_password vault_postgresql_backup_password vault_keepalived_auth_pass"
+VAULT_VARS="vault_postgresql_replication_password vault_postgresql_rewind_password vault_postgresql_app_password vault_postgresql_backup_password vault_keepalived_auth_pass vault_sentinel_secret"
 # Creates the vault file, and adds secrets a newer checkout needs to an existing one.
 ensure_vault() {
   if [ ! -s "$VAULT_PASS" ]; then

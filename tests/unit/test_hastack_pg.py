@@ -324,3 +324,56 @@ def test_record_primary_keeps_the_vip_track_file_in_step(tmp_path):
     assert track.read_text() == "1\n"
     assert pg.record_primary(3, "db1", dry=True, path=path, local="db1", track_path=str(track)) is True
     assert track.read_text() == "1\n"
+
+
+# ------------------------------------------------------------- one primary (issue 9)
+def test_failover_ranks_by_timeline_before_lsn():
+    nodes = {"db1": dead(), "db2": replica("0/9000000", timeline=1), "db3": replica("0/6000000", timeline=2)}
+    assert pg.failover_plan(nodes, old_primary="db1")["candidate"] == "db3"
+
+
+def test_failover_says_how_the_old_primary_is_kept_from_writing():
+    nodes = {"db1": dead(), "db2": replica(), "db3": replica()}
+    assert pg.failover_plan(nodes, old_primary="db1")["fence_method"] == pg.FENCE_SELF
+    assert pg.failover_plan(nodes, old_primary="db1", fence_command=True)["fence_method"] == pg.FENCE_COMMAND
+    assert pg.failover_plan(nodes, old_primary="db1", confirm_dead="db1")["fence_method"] == pg.FENCE_OPERATOR
+    # An attestation for another host proves nothing about db1.
+    assert pg.failover_plan(nodes, old_primary="db1", confirm_dead="db3")["fence_method"] == pg.FENCE_SELF
+    reachable = {"db1": stopped(), "db2": replica(), "db3": replica()}
+    assert pg.failover_plan(reachable, old_primary="db1")["fence_method"] == pg.FENCE_SSH
+
+
+def test_synchronous_failover_refuses_while_a_replica_is_missing():
+    nodes = {"db1": dead(), "db2": replica(), "db3": dead()}
+    with pytest.raises(PlanError, match="db3 did not report.*failover_accept_loss"):
+        pg.failover_plan(nodes, old_primary="db1", synchronous=True)
+    plan = pg.failover_plan(nodes, old_primary="db1", synchronous=True, accept_loss=True)
+    assert plan["candidate"] == "db2" and plan["accepted_loss"]
+    # Asynchronous mode promises nothing about acknowledged commits: no refusal.
+    assert pg.failover_plan(nodes, old_primary="db1")["candidate"] == "db2"
+
+
+def test_synchronous_failover_refuses_a_requested_replica_that_is_behind():
+    nodes = {"db1": dead(), "db2": replica("0/5000000"), "db3": replica("0/5000100")}
+    with pytest.raises(PlanError, match="db2 is behind db3"):
+        pg.failover_plan(nodes, old_primary="db1", requested="db2", synchronous=True)
+
+
+def test_failover_never_picks_the_old_primary_a_fenced_node_or_one_without_a_majority():
+    # db1 fenced itself (read-only, so a "replica") and is as far as db2: db2 is chosen.
+    nodes = {"db1": replica(fenced=True), "db2": replica(), "db3": replica(quorum=False, receive="0/5000100")}
+    plan = pg.failover_plan(nodes, old_primary="db1")
+    assert plan["candidate"] == "db2" and plan["old_primary"] == "db1"
+    with pytest.raises(PlanError, match="no replica may be promoted"):
+        pg.failover_plan({"db1": replica(fenced=True), "db2": replica(fenced=True)}, old_primary="db1")
+    with pytest.raises(PlanError, match="would fence itself"):
+        pg.failover_plan(nodes, old_primary="db1", requested="db3")
+
+
+def test_a_rerun_after_an_interrupted_failover_repoints_the_replicas_left_behind():
+    nodes = {"db1": dead(), "db2": primary(epoch=4), "db3": replica(upstream="198.18.3.11", epoch=3)}
+    addresses = {"db1": "198.18.3.11", "db2": "198.18.3.12", "db3": "198.18.3.13"}
+    plan = pg.failover_plan(nodes, old_primary="db1", addresses=addresses)
+    assert (plan["action"], plan["repoint"], plan["epoch"]) == ("none", ["db3"], 4)
+    nodes["db3"] = replica(upstream="198.18.3.12")
+    assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == []

@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# The rules that keep hastack to one primary, in one place.
+#
+# Every host of the cluster (database nodes, plus app/backup hosts as witnesses) runs
+# hastack-sentinel. Each sentinel sends a signed heartbeat to every other member every
+# `interval` seconds; a heartbeat carries the sender's cluster epoch and recorded primary,
+# whether its PostgreSQL is writable, how long ago it last heard each member ("silence")
+# and, per member, the send time of the newest heartbeat it received from that member
+# ("echo", in the member's own monotonic clock). From those:
+#
+#   1. LEASE. A writable node keeps accepting writes only while a majority of members
+#      (itself included) echoed one of its heartbeats sent within the last `lease`
+#      seconds. Without it, the node fences itself: the DB VIP leaves at once, PostgreSQL
+#      gets standby.signal + hastack.fenced and restarts read-only. If the sentinel itself
+#      hangs, systemd's watchdog kills it and PostgreSQL, which is bound to it, stops.
+#   2. EPOCH. A node whose epoch is lower than any member heard within the lease never
+#      holds the DB VIP and, if writable, fences itself at once.
+#   3. PROOF. failover.yml promotes without having fenced the old primary over SSH (or
+#      with a power-off hook, or the operator's word) only when enough members that the
+#      candidate hears have not heard the old primary for long enough that its lease has
+#      run out, and the time it needs to fence itself (or the watchdog's) has passed.
+#   4. START. A node that would start as a primary first waits for its sentinel to hear a
+#      majority; it starts writable only if it is the recorded primary (or nothing is
+#      recorded yet), no member has a newer epoch and none is writable. Otherwise, and
+#      when no majority answers in time, it starts read-only (fails closed).
+#
+# Plain functions of plain dicts and monotonic times, shared by the sentinel (shipped to
+# the hosts), the start guard and the modules; unit tested in tests/unit/test_quorum.py.
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+
+PROTOCOL = 1
+SIGNATURE_BYTES = 16
+
+# Files on every node (one constant per path).
+SENTINEL_STATE_FILE = "/run/hastack/sentinel.json"
+SENTINEL_LEASE_FILE = "/run/hastack/sentinel.lease"
+# keepalived track file for the DB VIP: "0" while this node may hold it as far as
+# quorum and epoch go (the primary track file and the check script add the rest).
+SENTINEL_TRACK_FILE = "/var/lib/hastack/quorum.track"
+
+
+def majority(count):
+    return count // 2 + 1
+
+
+# ------------------------------------------------------------------ messages
+def sign(secret, payload):
+    return hmac.new(secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+
+
+def encode(secret, message):
+    payload = json.dumps(message, separators=(",", ":"), sort_keys=True).encode()
+    return sign(secret, payload) + payload
+
+
+def decode(secret, packet):
+    """The message in a packet, or None when it is not signed with our secret."""
+    signature, payload = packet[:SIGNATURE_BYTES], packet[SIGNATURE_BYTES:]
+    if not hmac.compare_digest(signature, sign(secret, payload)):
+        return None
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("v") != PROTOCOL or not message.get("n"):
+        return None
+    return message
+
+
+# ------------------------------------------------------------------ the lease
+def lease_until(node, boot, members, peers, lease):
+    """Until when (this node's monotonic clock) a majority backs this node: the time the
+    majority-th newest echo of its heartbeats (itself included) runs out. None when no
+    majority has echoed. peers: member -> last message, whose "echo" maps each member to
+    [send time, boot id] of the newest heartbeat it received from that member; echoes of
+    an earlier boot (another monotonic clock) do not count."""
+    need = majority(len(members)) - 1
+    echoes = []
+    for member in members:
+        echo = (peers.get(member) or {}).get("echo", {}).get(node) if member != node else None
+        if echo and echo[1] == boot:
+            echoes.append(float(echo[0]))
+    echoes.sort(reverse=True)
+    if need == 0:
+        return float("inf")
+    if len(echoes) < need:
+        return None
+    return echoes[need - 1] + lease
+
+
+def fresh_peers(peers, now, lease):
+    """Peers heard within the lease: only they speak for the cluster's current state."""
+    return {m: p for m, p in peers.items() if now - p["received"] <= lease}
+
+
+def newest_epoch(peers):
+    return max([int(p.get("e") or 0) for p in peers.values()] + [0])
+
+
+def self_fence_reason(local, members, peers, now, lease, lease_ok_until):
+    """Why a writable node must fence itself now, or None.
+
+    local: {"node", "epoch", "writable"}; lease_ok_until: monotonic time until which the
+    node holds its lease (from the supporters' echoes, or a start-up grace)."""
+    if not local.get("writable"):
+        return None
+    fresh = fresh_peers(peers, now, lease)
+    newer = sorted(m for m, p in fresh.items() if int(p.get("e") or 0) > int(local.get("epoch") or 0))
+    if newer:
+        return ("epoch %s is older than %s's epoch %s: a failover replaced this node"
+                % (local.get("epoch"), newer[0], fresh[newer[0]].get("e")))
+    if now > lease_ok_until:
+        return ("lost the lease: fewer than %d of the %d members answered within %.1f s "
+                "(isolated from the cluster)" % (majority(len(members)), len(members), lease))
+    return None
+
+
+def may_hold_vip(local, members, peers, now, lease, lease_ok_until):
+    """Whether quorum and epoch let this node hold the DB VIP (the recorded-primary track
+    file and the writability check are keepalived's other two conditions)."""
+    if local.get("fenced") or now > lease_ok_until:
+        return False
+    return int(local.get("epoch") or 0) >= newest_epoch(fresh_peers(peers, now, lease))
+
+
+# ------------------------------------------------------------------ the proof
+def self_fence_proof(state, now, old, margin=0.1):
+    """Whether the old primary `old` has certainly stopped accepting writes, from the
+    candidate's sentinel state (see SENTINEL_STATE_FILE), at monotonic time `now`.
+
+    Each member m that the candidate heard reports how long it had not heard `old` when it
+    sent its heartbeat: no heartbeat of `old` reached m in [quiet_since_m, seen_m]. If a set
+    of members large enough that `old` cannot have a majority without one of them all
+    stayed quiet over a common window of `lease` (+ margin for message delay), `old`'s
+    lease had run out by the start of that window + lease; it stops accepting writes
+    within `hold` seconds after that (its sentinel's reaction, or systemd's watchdog plus
+    the PostgreSQL stop).
+
+    Returns {"safe": bool, "safe_in": seconds or None, "witnesses": [...], "heard_by":
+    {member: seconds since it heard old}, "reason": str}.
+    """
+    members, lease, hold = state["members"], state["lease"], state["hold"]
+    needed = len(members) - majority(len(members)) + 1
+    base = state["now"]
+    evidence = {}  # member -> (quiet_since, seen): both in this host's monotonic clock
+    heard_by = {}
+    own = state.get("silence", {}).get(old)
+    if own is not None:
+        evidence[state["node"]] = (base - own, base)
+        heard_by[state["node"]] = round(own + (now - base), 2)
+    for member, peer in state.get("peers", {}).items():
+        if member == old:
+            continue
+        silence = (peer.get("h") or {}).get(old)
+        seen = base - peer["age"]
+        if silence is None:
+            continue  # `old` is not one of its members
+        evidence[member] = (seen - silence, seen)
+        heard_by[member] = round(silence + (now - seen), 2)
+    best = None
+    for group in itertools.combinations(sorted(evidence), needed) if len(evidence) >= needed else []:
+        quiet_since = max(evidence[m][0] for m in group)
+        seen = min(evidence[m][1] for m in group)
+        if seen - quiet_since >= lease + margin:
+            safe_at = quiet_since + lease + margin + hold
+            if best is None or safe_at < best[0]:
+                best = (safe_at, group)
+    if best is None:
+        return {"safe": False, "safe_in": None, "witnesses": [], "heard_by": heard_by,
+                "reason": "%d of the %d members must report %s silent for %.1f s; reports so far: %s"
+                % (needed, len(members), old, lease + margin,
+                   ", ".join("%s heard it %.1f s ago" % kv for kv in sorted(heard_by.items())) or "none")}
+    safe_in = max(0.0, best[0] - now)
+    return {"safe": safe_in == 0.0, "safe_in": round(safe_in, 3), "witnesses": list(best[1]),
+            "heard_by": heard_by,
+            "reason": "%s silent to %s for over %.1f s: its lease ran out and it fenced itself"
+            % (old, ", ".join(best[1]), lease)}
+
+
+# ------------------------------------------------------------------ start-up
+def start_decision(state, node, recorded_primary, epoch, now, lease):
+    """What a node that would start as a primary does, from its sentinel's state.
+
+    Returns (action, reason): "wait" (no majority heard yet), "primary" or "fence"."""
+    members = state["members"]
+    fresh = {m: p for m, p in state.get("peers", {}).items() if p["age"] <= lease and m in members}
+    if 1 + len(fresh) < majority(len(members)):
+        return "wait", "heard %d of %d members, need %d" % (1 + len(fresh), len(members), majority(len(members)))
+    newer = sorted(m for m, p in fresh.items() if int(p.get("e") or 0) > int(epoch or 0))
+    if newer:
+        return "fence", "%s has cluster epoch %s, newer than this node's %s" % (
+            newer[0], fresh[newer[0]].get("e"), epoch)
+    writable = sorted(m for m, p in fresh.items() if p.get("w"))
+    if writable:
+        return "fence", "%s is writable" % ", ".join(writable)
+    if recorded_primary and recorded_primary != node:
+        return "fence", "the cluster record (epoch %s) names %s as the primary" % (epoch, recorded_primary)
+    return "primary", "%d of %d members heard, none newer or writable" % (1 + len(fresh), len(members))
