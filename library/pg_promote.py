@@ -54,7 +54,7 @@ options:
         controller lost it).
     type: str
   proof_timeout:
-    description: Seconds to wait for that proof; 0 means lease + hold + 1 s from the sentinel's settings.
+    description: Seconds to wait for that proof; 0 means 2 x (lease + watchdog) + 1 s from the sentinel's settings.
     type: float
     default: 0
   epoch:
@@ -152,7 +152,7 @@ def wait_self_fenced(old, timeout):
         now = time.monotonic()
         if state and now - state["now"] < 1.0 + 2 * state["interval"]:
             if deadline is None:
-                deadline = started + (timeout or state["lease"] + state["hold"] + 1.0)
+                deadline = started + (timeout or 2 * (state["lease"] + state["watchdog"]) + 1.0)
             proof = self_fence_proof(state, now, old)
             if proof["safe"]:
                 proof["waited"] = round(now - started, 3)

@@ -604,7 +604,9 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
         method = FENCE_COMMAND
     else:
         method = FENCE_SELF
-    repoint = sorted(h for h in replicas if h != candidate)
+    # The old primary and fenced former primaries may hold what the new primary lacks:
+    # resync.yml rejoins them, on purpose.
+    repoint = sorted(h for h, f in replicas.items() if h not in (candidate, old) and not f.get("fenced"))
     return {
         "action": "promote",
         "candidate": candidate,

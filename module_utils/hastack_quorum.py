@@ -145,7 +145,11 @@ def self_fence_proof(state, now, old, margin=0.1):
     Returns {"safe": bool, "safe_in": seconds or None, "witnesses": [...], "heard_by":
     {member: seconds since it heard old}, "reason": str}.
     """
-    members, lease, hold = state["members"], state["lease"], state["hold"]
+    members, lease = state["members"], state["lease"]
+    # After its lease ran out the old primary fences itself at its next evaluation; if its
+    # sentinel hung instead, systemd's watchdog kills it (and PostgreSQL, bound to it)
+    # `watchdog` seconds after its last heartbeat. Then the fast shutdown refuses writes.
+    reaction = max(lease + state["interval"], state["watchdog"]) + state["fence_seconds"]
     needed = len(members) - majority(len(members)) + 1
     base = state["now"]
     evidence = {}  # member -> (quiet_since, seen): both in this host's monotonic clock
@@ -168,7 +172,7 @@ def self_fence_proof(state, now, old, margin=0.1):
         quiet_since = max(evidence[m][0] for m in group)
         seen = min(evidence[m][1] for m in group)
         if seen - quiet_since >= lease + margin:
-            safe_at = quiet_since + lease + margin + hold
+            safe_at = quiet_since + margin + reaction
             if best is None or safe_at < best[0]:
                 best = (safe_at, group)
     if best is None:

@@ -13,13 +13,20 @@ ROOT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 
 
-def playbook(name, *extra):
+def playbook_command(name, *extra, inventories=()):
+    """(argv, env) of ansible-playbook on the scenario's inventory (podman connections),
+    with inventories laid over it (e.g. SSH connections, which a firewall inside a host
+    can cut)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    sources = ["-i", str(EPHEMERAL / "inventory")] + [arg for path in inventories for arg in ("-i", str(path))]
+    return ["ansible-playbook", *sources, str(ROOT / name), *extra], env
+
+
+def playbook(name, *extra, inventories=()):
+    argv, env = playbook_command(name, *extra, inventories=inventories)
     started = time.monotonic()
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), str(ROOT / name), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     result.seconds = time.monotonic() - started
     print(result.stdout[-6000:], result.stderr[-3000:])
     return result

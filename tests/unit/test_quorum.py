@@ -56,10 +56,13 @@ def test_the_vip_needs_the_lease_and_the_newest_epoch():
     assert not q.may_hold_vip(dict(local, fenced=True), MEMBERS, {}, 100.0, 1.0, 100.5)
 
 
-def state(silences, own=None, now=100.0, lease=1.0, hold=1.2, ages=None):
-    """The candidate db2's sentinel state; silences: member -> how long it had not heard db1."""
+def state(silences, own=None, now=100.0, ages=None):
+    """The candidate db2's sentinel state; silences: member -> how long it had not heard db1.
+    Timings: lease 1.0, interval 0.2, watchdog 1.0, fence 0.3: a silent primary refuses
+    writes 1.5 s after it went silent at the latest."""
     ages = ages or {}
-    return {"node": "db2", "now": now, "members": MEMBERS, "lease": lease, "hold": hold,
+    return {"node": "db2", "now": now, "members": MEMBERS, "lease": 1.0, "interval": 0.2, "watchdog": 1.0,
+            "fence_seconds": 0.3,
             "silence": {"db1": own} if own is not None else {},
             "peers": {m: {"age": ages.get(m, 0.05), "h": {"db1": s}} for m, s in silences.items()}}
 
@@ -68,8 +71,14 @@ def test_a_killed_primary_is_proven_fenced_once_lease_and_hold_have_passed():
     # db1 died 1.5 s ago: every member has not heard it since.
     st = state({"db3": 1.45, "app1": 1.45, "backup1": 1.45}, own=1.5)
     proof = q.self_fence_proof(st, 100.0, "db1")
-    assert proof["safe_in"] == pytest.approx(1.0 + 0.1 + 1.2 - 1.5, abs=0.06)  # lease + margin + hold - silence
-    assert not proof["safe"]
+    assert proof["safe_in"] == pytest.approx(0.1 + 1.5 - 1.5, abs=0.06)  # margin + reaction - silence
+    assert proof["safe"] == (proof["safe_in"] == 0)
+    early = q.self_fence_proof(state({"db3": 0.95, "app1": 0.95, "backup1": 0.95}, own=1.0), 100.0, "db1")
+    assert not early["safe"] and early["safe_in"] is None  # not yet a whole lease of silence
+    soon = q.self_fence_proof(state({"db3": 1.15, "app1": 1.15, "backup1": 1.15}, own=1.2), 100.0, "db1")
+    assert not soon["safe"] and soon["safe_in"] == pytest.approx(0.45, abs=0.06)
+    slow = dict(state({"db3": 1.45, "app1": 1.45, "backup1": 1.45}, own=1.5), watchdog=3.0)
+    assert q.self_fence_proof(slow, 100.0, "db1")["safe_in"] == pytest.approx(0.1 + 3.3 - 1.5, abs=0.06)
     later = q.self_fence_proof(state({"db3": 2.9, "app1": 2.9, "backup1": 2.9}, own=2.95), 100.0, "db1")
     assert later["safe"] and len(later["witnesses"]) == 3
 
