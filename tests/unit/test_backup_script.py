@@ -89,6 +89,7 @@ def test_next_run_of_a_cron_schedule():
     assert backup.next_run("30 1 * * 0", monday) == datetime.datetime(2026, 12, 6, 1, 30)  # Sunday
     assert backup.next_run("*/20 * * * *", monday) == datetime.datetime(2026, 11, 30, 3, 20)
     assert backup.next_run("not cron", monday) is None
+    assert backup.describe_schedule("0 3 * * mon", monday) == "? host time (schedule 0 3 * * mon)"
 
 
 def test_locate_prefers_the_newest_verified_dump(tmp_path, capsys):
