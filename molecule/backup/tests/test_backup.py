@@ -1,5 +1,6 @@
 """Backups on a real cluster: dumps with manifests, retention, a corrupt dump caught by
-verification, restore into a new database after an accident. The tests run in order."""
+verification, restore into a new database after an accident, the WAL archive checked
+(stopped, gap, unreachable primary) and following a failover. The tests run in order."""
 
 import hashlib
 import json
@@ -13,6 +14,9 @@ from hastack_testlib import playbook, psql, sh, wait_until  # noqa: E402
 
 BACKUP = "bk-backup1"
 DUMPS = "/var/backups/hastack/dumps"
+WAL = "/var/backups/hastack/wal"
+ARCHIVER = "hastack-pg-receivewal"
+VIP = "198.18.5.100"
 STATE = {}
 
 
@@ -33,6 +37,38 @@ def backups():
 
 def manifest(name):
     return json.loads(sh(BACKUP, f"cat {DUMPS}/{name}/manifest.json").stdout)
+
+
+def check():
+    """hastack-backup check: (exit code, its lines)."""
+    result = sh(BACKUP, "hastack-backup check")
+    return result.returncode, result.stdout.splitlines()
+
+
+def archiver_streams(primary):
+    return psql(primary, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'hastack_backup' "
+                         "AND state = 'streaming'", db="postgres") == "1"
+
+
+def archiver(prop):
+    return sh(BACKUP, f"systemctl show -p {prop} --value {ARCHIVER}").stdout.strip()
+
+
+def test_a_fresh_cluster_without_a_backup_is_a_warning_not_critical():
+    result = playbook("status.yml")
+    assert result.returncode == 0
+    assert "Backups on bk-backup1: WARNING: dumps: no backup yet: the first runs at " in flat(result)
+    assert "host time (schedule 15 2 * * *)" in flat(result)
+    assert "no successful backup" not in flat(result)
+    code, lines = check()
+    assert code == 1, lines  # WARNING: no dump, no base backup yet; the archive itself streams
+    assert any(line.startswith("OK: WAL archive: archiver streaming") for line in lines), lines
+    assert any(line.startswith("WARNING: WAL archive: no base backup yet") for line in lines), lines
+
+
+def test_the_archiver_has_no_start_limit():
+    assert archiver("StartLimitIntervalUSec") in ("0", "infinity")
+    assert archiver("Restart") == "always"
 
 
 def test_the_backup_host_may_copy_offsite():
@@ -100,8 +136,9 @@ def test_verification_restores_good_dumps_and_reports_a_corrupt_one():
 
 
 def test_the_freshness_check_sees_a_recent_successful_backup():
-    result = sh(BACKUP, "hastack-backup check")
-    assert result.returncode == 0 and result.stdout.startswith("OK: newest successful backup")
+    code, lines = check()
+    assert any(line.startswith("OK: dumps: newest successful backup") for line in lines), lines
+    assert code == 1 and lines[0].startswith("WARNING: WAL archive: no base backup yet"), lines
 
 
 def test_point_in_time_recovery_brings_back_what_an_accident_deleted():
@@ -154,19 +191,95 @@ def test_dumps_base_backups_and_verification_are_scheduled():
         assert f"/usr/local/sbin/hastack-backup {command}" in cron
 
 
+def test_with_a_base_backup_and_a_streaming_archive_everything_is_ok():
+    code, lines = check()
+    assert code == 0, lines
+    assert any(line.startswith("OK: WAL archive: archiver streaming, newest ") and "(timeline 1), no gap since "
+               "base backup " in line for line in lines), lines
+
+
+def test_a_stopped_archiver_is_critical_in_check_and_status():
+    sh(BACKUP, f"systemctl stop {ARCHIVER}")
+    try:
+        code, lines = check()
+        assert code == 2
+        assert lines[0].startswith(f"CRITICAL: WAL archive: the archiver {ARCHIVER} is inactive"), lines
+        assert f"systemctl restart {ARCHIVER}" in lines[0]
+        result = playbook("status.yml")
+        assert f"Backups on bk-backup1: CRITICAL: WAL archive: the archiver {ARCHIVER} is inactive" in flat(result)
+    finally:
+        sh(BACKUP, f"systemctl start {ARCHIVER}")
+    wait_until(lambda: archiver_streams("bk-db1"), timeout=30, message="the archiver streaming again")
+    assert check()[0] == 0
+
+
+def complete_segments():
+    return [n for n in sh(BACKUP, f"ls {WAL}").stdout.split() if len(n) == 24]
+
+
+def test_a_segment_missing_in_the_middle_of_the_archive_is_a_critical_gap():
+    before = len(complete_segments())
+    for _ in range(3):
+        psql("bk-db1", "CREATE TABLE IF NOT EXISTS wal_filler (x int); INSERT INTO wal_filler VALUES (1); "
+                       "SELECT pg_switch_wal()", db="postgres")
+    wait_until(lambda: len(complete_segments()) >= before + 3, timeout=30, message="three more archived segments")
+    middle = complete_segments()[-2]
+    sh(BACKUP, f"mv {WAL}/{middle} /root/{middle}")
+    try:
+        code, lines = check()
+        assert code == 2
+        assert lines[0].startswith(f"CRITICAL: WAL archive: gap: {middle} missing in {WAL}"), lines
+        assert "hastack-backup base" in lines[0]
+    finally:
+        sh(BACKUP, f"mv /root/{middle} {WAL}/{middle}")
+    assert check()[0] == 0
+
+
+def test_the_archiver_comes_back_by_itself_after_many_failed_tries():
+    # The VIP unreachable from the backup host for longer than systemd's default start
+    # limit (5 starts in 10 s) allows: the open connection breaks (tcp_user_timeout), then
+    # new ones fail at once, ten times and more.
+    restarts = int(archiver("NRestarts"))
+    sh(BACKUP, f"ip route add prohibit {VIP}/32")
+    try:
+        wait_until(lambda: int(archiver("NRestarts")) >= restarts + 10, timeout=120, interval=1,
+                   message="ten failed starts of the archiver")
+        code, lines = check()
+        assert code == 2 and lines[0].startswith(f"CRITICAL: WAL archive: the archiver {ARCHIVER} is "), lines
+        assert "not streaming from the primary" in lines[0], lines
+        assert archiver("ActiveState") in ("active", "activating")  # retrying, not given up
+    finally:
+        sh(BACKUP, f"ip route del prohibit {VIP}/32")
+    started = time.monotonic()
+    wait_until(lambda: archiver_streams("bk-db1"), timeout=30, message="the archiver streaming again by itself")
+    print(f"archiver back {time.monotonic() - started:.1f} s after the VIP was reachable again, "
+          f"after {int(archiver('NRestarts')) - restarts} restarts")
+    assert check()[0] == 0
+
+
 def test_the_wal_archive_continues_on_the_new_timeline_after_a_failover():
+    restarts = int(archiver("NRestarts"))
     subprocess.run(["podman", "kill", "bk-db1"], check=True)
     result = playbook("failover.yml")
     assert result.returncode == 0 and "FAILOVER DONE: bk-db2 is the primary" in flat(result)
-    wait_until(lambda: sh(BACKUP, "ls /var/backups/hastack/wal").stdout.count("00000002") >= 2, timeout=60,
+    wait_until(lambda: sh(BACKUP, f"ls {WAL}").stdout.count("00000002") >= 2, timeout=60,
                message="timeline 2 history and WAL in the archive")
+    wait_until(lambda: archiver_streams("bk-db2"), timeout=30, message="the archiver streaming from bk-db2")
     psql("bk-db2", "SET ROLE hastack; CREATE TABLE ticks (id serial PRIMARY KEY); "
                    "INSERT INTO ticks SELECT FROM generate_series(1, 7)")
     time.sleep(1)
     noted = psql("bk-db2", "SELECT now()")
     time.sleep(1)
     psql("bk-db2", "SET ROLE hastack; INSERT INTO ticks SELECT FROM generate_series(1, 5)")
-    time.sleep(2)
+    # New segments on timeline 2, and no gap across the switch from timeline 1.
+    for _ in range(2):
+        psql("bk-db2", "INSERT INTO wal_filler VALUES (2); SELECT pg_switch_wal()", db="postgres")
+    wait_until(lambda: sum(n.startswith("00000002") for n in complete_segments()) >= 2, timeout=30,
+               message="complete timeline 2 segments in the archive")
+    code, lines = check()
+    assert code == 0, lines
+    assert any("(timeline 2), no gap since base backup" in line for line in lines), lines
+    assert archiver("ActiveState") == "active" and int(archiver("NRestarts")) >= restarts
     # Recovery crosses from timeline 1 (the base backup) to timeline 2 (after the failover).
     result = playbook("pitr.yml", "-e", json.dumps({"target_time": noted}))
     assert result.returncode == 0
