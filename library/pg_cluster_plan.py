@@ -133,10 +133,10 @@ plan:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_pg import (
-    PlanError,
+from ansible.module_utils.hastack_plan import (
     converge_primary,
     failover_plan,
+    PlanError,
     recorded_primary,
     resync_plan,
     switchover_plan,

@@ -75,7 +75,8 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_pg import FENCE_MARKER, parse_controldata, record_primary, write_owned
+from ansible.module_utils.hastack_facts import parse_controldata
+from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
 
 
 def is_active(module, service):

@@ -130,7 +130,7 @@ node:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.hastack_pg import PSYCOPG_IMPORT_ERROR, gather_node
+from ansible.module_utils.hastack_facts import gather_node, PSYCOPG_IMPORT_ERROR
 
 
 def main():

@@ -107,16 +107,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, self_fence_proof
-from ansible.module_utils.hastack_pg import (
-    HAS_PSYCOPG,
-    lsn_to_int,
-    PSYCOPG_IMPORT_ERROR,
-    connect,
-    local_conninfo,
-    query_one,
-    record_primary,
-    timeline_from_walfile,
-)
+from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, PSYCOPG_IMPORT_ERROR, query_one
+from ansible.module_utils.hastack_lsn import lsn_to_int, timeline_from_walfile
+from ansible.module_utils.hastack_state import record_primary
 
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
                 "pg_walfile_name(pg_current_wal_lsn()) AS walfile")

@@ -158,23 +158,18 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.hastack_pg import (
-    BASEBACKUP_ALWAYS,
-    BASEBACKUP_NEVER,
-    FENCE_MARKER,
-    HAS_PSYCOPG,
-    PSYCOPG_IMPORT_ERROR,
-    PlanError,
+from ansible.module_utils.hastack_facts import (
     connect,
     gather_node,
+    HAS_PSYCOPG,
     local_conninfo,
+    PSYCOPG_IMPORT_ERROR,
     query_one,
-    record_primary,
     replication_command,
-    resync_action,
-    slot_name,
-    write_owned,
 )
+from ansible.module_utils.hastack_lsn import slot_name
+from ansible.module_utils.hastack_plan import BASEBACKUP_ALWAYS, BASEBACKUP_NEVER, PlanError, resync_action
+from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
 
 REPLICATION_CONF = "90-hastack-replication.conf"
 

@@ -98,7 +98,7 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.hastack_pg import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, psycopg
+from ansible.module_utils.hastack_facts import HAS_PSYCOPG, psycopg, PSYCOPG_IMPORT_ERROR
 
 WRITE_SQL = "SELECT txid_current(), current_setting('hastack.node', true)"
 

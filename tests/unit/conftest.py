@@ -6,6 +6,14 @@ import sys
 # repository directly, and the shared files that import each other find the same copy.
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-# hastack_quorum imports nothing of ours, so it goes first.
-for _name in sorted((p.stem for p in (ROOT / "module_utils").glob("hastack_*.py")), key=lambda n: n != "hastack_quorum"):
-    sys.modules.setdefault("ansible.module_utils." + _name, importlib.import_module("module_utils." + _name))
+_pending = sorted(p.stem for p in (ROOT / "module_utils").glob("hastack_*.py"))
+while _pending:
+    for _name in list(_pending):
+        try:
+            sys.modules["ansible.module_utils." + _name] = importlib.import_module("module_utils." + _name)
+        except ModuleNotFoundError as exc:
+            if not str(exc.name).startswith("ansible.module_utils.hastack_"):
+                raise
+            sys.modules.pop("module_utils." + _name, None)  # imports a sibling not loaded yet
+            continue
+        _pending.remove(_name)

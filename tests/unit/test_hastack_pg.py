@@ -1,9 +1,15 @@
 """Decision logic of the PostgreSQL modules, without a database."""
 
+import types
+
 import pytest
 
-from module_utils import hastack_pg as pg
-from module_utils.hastack_pg import PlanError
+from module_utils import hastack_facts, hastack_lsn, hastack_plan, hastack_state
+from module_utils.hastack_plan import PlanError
+
+# The shared code by concern (LSNs, node files, facts, decisions), tested as one.
+pg = types.SimpleNamespace(**{k: v for m in (hastack_lsn, hastack_state, hastack_facts, hastack_plan)
+                              for k, v in vars(m).items() if not k.startswith("__")})
 
 SYSID = "7300000000000000001"
 

@@ -236,7 +236,8 @@ def test_asynchronous_mode_bounds_what_an_isolated_primary_acknowledges(writer):
     """A client on the primary's own side of the partition keeps writing: the primary
     acknowledges until it fences itself, within lease + interval + fence time."""
     old = one_writable_vip_holder()
-    psql(old, "ALTER SYSTEM SET synchronous_standby_names = ''; SELECT pg_reload_conf()")
+    psql(old, "ALTER SYSTEM SET synchronous_standby_names = ''")
+    psql(old, "SELECT pg_reload_conf()")
     subprocess.run(["podman", "exec", "-i", old, "sh", "-c", "cat > /tmp/local_writer.py"], input=LOCAL_WRITER,
                    text=True, check=True)
     subprocess.run(["podman", "exec", "-d", old, "python3", "/tmp/local_writer.py"], check=True)

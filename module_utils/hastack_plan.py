@@ -1,367 +1,19 @@
 # -*- coding: utf-8 -*-
-# Shared code for hastack's PostgreSQL modules: LSN arithmetic, local and replication
-# connections (psycopg 3), node facts, and the pure decision functions that choose a
-# primary, a failover candidate or a resync method. The decisions take plain dicts
-# and raise PlanError with an operator-readable message, so they are unit tested
-# without a database (tests/unit/test_hastack_pg.py).
+# The decisions: which node is, or becomes, the primary, and how a node rejoins. Pure
+# functions of the facts that pg_node_facts gathered on every node (plain dicts); they
+# raise PlanError with an operator-readable message before anything changes, and are
+# unit tested without a database (tests/unit/test_hastack_pg.py). The one-primary rules
+# the sentinels enforce are in hastack_quorum.
 
 from __future__ import annotations
 
-import json
-import os
-import pwd
-import re
-import time
-
-from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE
-
-try:
-    import psycopg
-    HAS_PSYCOPG = True
-    PSYCOPG_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the target host
-    psycopg = None
-    HAS_PSYCOPG = False
-    PSYCOPG_IMPORT_ERROR = exc
-
-LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
-
-# Where failover/switchover record which node is the primary and the cluster epoch.
-# keepalived's check script and the facts module read it; it is not replicated, so a
-# node that was unreachable during a failover keeps its older epoch.
-CLUSTER_STATE_FILE = "/var/lib/hastack/cluster.json"
-# keepalived's track file for the DB VIP (weight 0: any value but 0 puts the instance
-# in FAULT). Written together with the cluster state, so the VIP reacts to a promotion
-# or a fence at once (inotify) instead of at the next run of the check script.
-PRIMARY_TRACK_FILE = "/var/lib/hastack/primary.track"
-
+from ansible.module_utils.hastack_lsn import int_to_lsn, lsn_to_int
+from ansible.module_utils.hastack_state import CLUSTER_STATE_FILE
 
 class PlanError(Exception):
     """A decision that must stop the playbook before any change."""
 
 
-# --------------------------------------------------------------------------- LSNs
-def lsn_to_int(lsn):
-    """'16/B374D848' -> integer byte position; None stays None."""
-    if lsn is None or lsn == "":
-        return None
-    if isinstance(lsn, int):
-        return lsn
-    match = LSN_RE.match(str(lsn).strip())
-    if not match:
-        raise ValueError("not an LSN: %r" % (lsn,))
-    return (int(match.group(1), 16) << 32) + int(match.group(2), 16)
-
-
-def int_to_lsn(value):
-    if value is None:
-        return None
-    return "%X/%X" % (value >> 32, value & 0xFFFFFFFF)
-
-
-def slot_name(host):
-    """Replication slot (and application_name) for an inventory host name."""
-    name = re.sub(r"[^a-z0-9_]", "_", host.lower())
-    return name[:63]
-
-
-def timeline_from_walfile(walfile):
-    """'000000020000000000000003' -> 2."""
-    if not walfile or len(walfile) < 8:
-        return None
-    return int(walfile[:8], 16)
-
-
-# ---------------------------------------------------------------- cluster state
-def read_cluster_state(path=CLUSTER_STATE_FILE):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_cluster_state(state, path=CLUSTER_STATE_FILE):
-    """Atomically replace the cluster state file."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o755)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def record_primary(epoch, primary, dry=False, path=CLUSTER_STATE_FILE, local=None, track_path=PRIMARY_TRACK_FILE):
-    """Record the cluster epoch and its primary on this node; True when that is a change.
-
-    epoch None records nothing; primary None keeps the recorded one. dry=True only
-    tells whether it would change (check mode). local is this node's name ("" for a
-    node that is never the primary, e.g. a fenced one): when given, the DB VIP's track
-    file says whether this node is the recorded primary.
-    """
-    if epoch is None:
-        return False
-    state = read_cluster_state(path)
-    primary = primary if primary is not None else state.get("primary")
-    changed = False
-    if (state.get("epoch"), state.get("primary")) != (epoch, primary):
-        changed = True
-        if not dry:
-            state.update(epoch=epoch, primary=primary, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            write_cluster_state(state, path)
-    if local is not None:
-        changed = write_track(bool(local) and primary == local, dry, track_path) or changed
-    return changed
-
-
-def write_track(is_primary, dry=False, path=PRIMARY_TRACK_FILE):
-    """Write keepalived's track file: 0 lets this node hold the DB VIP, 1 does not."""
-    # Replaced by a rename, never rewritten in place: keepalived must not read an empty file.
-    return write_owned(path, "0\n" if is_primary else "1\n", mode=0o644, owner="root", dry=dry)
-
-
-def write_owned(path, content, mode=0o640, owner="postgres", dry=False):
-    """Atomically write a file owned by `owner`; False when it already has this content.
-    dry=True only tells whether it would change."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == content:
-                return False
-    except OSError:
-        pass
-    if dry:
-        return True
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    user = pwd.getpwnam(owner)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chown(tmp, user.pw_uid, user.pw_gid)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
-
-
-# ---------------------------------------------------------------- connections
-def local_conninfo(socket_dir="/var/run/postgresql", port=5432, dbname="postgres", user="postgres"):
-    return {"host": socket_dir, "port": port, "dbname": dbname, "user": user}
-
-
-def connect(conninfo, connect_timeout=3, autocommit=True):
-    params = dict(conninfo)
-    params.setdefault("connect_timeout", connect_timeout)
-    params.setdefault("application_name", "hastack")
-    return psycopg.connect(autocommit=autocommit, **params)
-
-
-def query_one(conn, sql, params=None):
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(sql, params)
-        return cur.fetchone()
-
-
-def query_all(conn, sql, params=None):
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-
-def replication_command(conn, command):
-    """Run a walsender command (simple query protocol) and return rows as dicts."""
-    result = conn.pgconn.exec_(command.encode())
-    status = result.status
-    if status not in (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK):
-        message = (result.error_message or b"").decode(errors="replace").strip()
-        raise RuntimeError("%s failed: %s" % (command.split()[0], message))
-    names = [result.fname(i).decode() for i in range(result.nfields)]
-    rows = []
-    for row in range(result.ntuples):
-        values = []
-        for col in range(result.nfields):
-            value = result.get_value(row, col)
-            values.append(None if value is None else value.decode())
-        rows.append(dict(zip(names, values)))
-    return rows
-
-
-def classify_connect_error(message):
-    """Map a libpq connection error to a node state."""
-    text = (message or "").lower()
-    if "starting up" in text or "not yet accepting connections" in text or "in recovery mode" in text:
-        return "starting"
-    if "shutting down" in text:
-        return "stopping"
-    if "timeout expired" in text:
-        return "unresponsive"
-    return "stopped"
-
-
-# ------------------------------------------------------------------ node facts
-NODE_SQL = """
-SELECT pg_is_in_recovery() AS in_recovery,
-       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-       current_setting('server_version') AS server_version,
-       current_setting('data_directory') AS data_directory,
-       current_setting('synchronous_standby_names') AS synchronous_standby_names,
-       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
-       CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE pg_walfile_name(pg_current_wal_lsn()) END AS current_walfile,
-       pg_last_wal_receive_lsn()::text AS receive_lsn,
-       pg_last_wal_replay_lsn()::text AS replay_lsn,
-       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float AS replay_delay_seconds,
-       CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE NULL END AS replay_pause_state,
-       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline
-"""
-
-RECEIVER_SQL = """
-SELECT status, sender_host, sender_port, slot_name, received_tli,
-       flushed_lsn::text AS flushed_lsn, latest_end_lsn::text AS latest_end_lsn
-FROM pg_stat_wal_receiver
-"""
-
-SLOTS_SQL = """
-SELECT slot_name, slot_type, active, restart_lsn::text AS restart_lsn, wal_status,
-       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
-                            ELSE pg_current_wal_lsn() END, restart_lsn)::bigint AS retained_bytes
-FROM pg_replication_slots ORDER BY slot_name
-"""
-
-REPLICAS_SQL = """
-SELECT application_name, host(client_addr) AS client_addr, state, sync_state, sync_priority,
-       sent_lsn::text AS sent_lsn, flush_lsn::text AS flush_lsn, replay_lsn::text AS replay_lsn,
-       extract(epoch FROM replay_lag)::float AS replay_lag_seconds,
-       CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS replay_lag_bytes
-FROM pg_stat_replication ORDER BY application_name
-"""
-
-
-def running_facts(conn):
-    """Facts of a node whose PostgreSQL answers on the local socket."""
-    node = query_one(conn, NODE_SQL)
-    facts = {
-        "running": True,
-        "role": "replica" if node["in_recovery"] else "primary",
-        "system_identifier": node["system_identifier"],
-        "server_version": node["server_version"],
-        "data_directory": node["data_directory"],
-        "synchronous_standby_names": node["synchronous_standby_names"],
-        "current_lsn": node["current_lsn"],
-        "receive_lsn": node["receive_lsn"],
-        "replay_lsn": node["replay_lsn"],
-        "replay_paused": node["replay_pause_state"] in ("paused", "pause requested"),
-        "replay_delay_seconds": node["replay_delay_seconds"],
-        "upstream": None,
-        "wal_receiver": None,
-    }
-    if node["in_recovery"]:
-        receiver = query_one(conn, RECEIVER_SQL)
-        facts["wal_receiver"] = receiver
-        if receiver:
-            facts["upstream"] = receiver["sender_host"]
-            facts["timeline"] = receiver["received_tli"]
-        else:
-            facts["timeline"] = node["checkpoint_timeline"]
-        facts["position_lsn"] = max_lsn(node["receive_lsn"], node["replay_lsn"])
-        receive, replay = lsn_to_int(node["receive_lsn"]), lsn_to_int(node["replay_lsn"])
-        facts["replay_backlog_bytes"] = (receive - replay) if receive is not None and replay is not None else 0
-    else:
-        facts["timeline"] = timeline_from_walfile(node["current_walfile"])
-        facts["position_lsn"] = node["current_lsn"]
-        facts["replay_backlog_bytes"] = 0
-    facts["slots"] = query_all(conn, SLOTS_SQL)
-    facts["replicas"] = query_all(conn, REPLICAS_SQL)
-    return facts
-
-
-CONTROLDATA_KEYS = {
-    "Database system identifier": "system_identifier",
-    "Database cluster state": "cluster_state",
-    "Latest checkpoint location": "checkpoint_lsn",
-    "Latest checkpoint's TimeLineID": "timeline",
-    "Minimum recovery ending location": "min_recovery_lsn",
-}
-
-
-def parse_controldata(text):
-    facts = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in CONTROLDATA_KEYS:
-            facts[CONTROLDATA_KEYS[key.strip()]] = value.strip()
-    if "timeline" in facts:
-        facts["timeline"] = int(facts["timeline"])
-    return facts
-
-
-FENCE_MARKER = "hastack.fenced"
-
-
-def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postgresql", port=5432,
-                login_user="postgres", connect_timeout=3):
-    """Facts of the local node, whether or not PostgreSQL runs.
-
-    run_command is AnsibleModule.run_command (pg_controldata when the server is down).
-    """
-    node = {
-        "has_data": os.path.exists(os.path.join(data_directory, "PG_VERSION")),
-        "standby_signal": os.path.exists(os.path.join(data_directory, "standby.signal")),
-        "fenced": os.path.exists(os.path.join(data_directory, FENCE_MARKER)),
-        "data_directory": data_directory,
-    }
-    state = read_cluster_state()
-    node["epoch"] = int(state.get("epoch", 0) or 0)
-    node["recorded_primary"] = state.get("primary")
-    node.update(sentinel_facts())
-    if not node["has_data"]:
-        node.update(role="absent", running=False)
-        return node
-    if not HAS_PSYCOPG:
-        raise RuntimeError("psycopg is not installed (Debian: apt install python3-psycopg)")
-    try:
-        with connect(local_conninfo(socket_dir, port, user=login_user), connect_timeout=connect_timeout) as conn:
-            node.update(running_facts(conn))
-    except psycopg.Error as exc:
-        node["running"] = False
-        rc, out, err = run_command([os.path.join(bin_dir, "pg_controldata"), "-D", data_directory],
-                                   environ_update={"LC_ALL": "C"})
-        if rc == 0:
-            node.update(parse_controldata(out))
-        else:
-            node["controldata_error"] = err.strip()
-        node["role"] = classify_connect_error(str(exc))
-        lines = str(exc).strip().splitlines()
-        node["connect_error"] = lines[-1] if lines else ""
-        min_recovery = node.get("min_recovery_lsn")
-        node["position_lsn"] = min_recovery if min_recovery not in (None, "0/0") else node.get("checkpoint_lsn")
-    return node
-
-
-def sentinel_facts(path=SENTINEL_STATE_FILE):
-    """What this node's sentinel says: whether a majority hears it (quorum: None when the
-    sentinel does not report) and why it fenced itself, if it did."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-        fresh = time.monotonic() - float(state["now"]) < 1.0 + 2 * float(state["interval"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"quorum": None, "sentinel_fence_reason": None}
-    return {"quorum": bool(state.get("lease_ok")) if fresh else None,
-            "sentinel_fence_reason": state.get("fence_reason")}
-
-
-def max_lsn(*lsns):
-    values = [lsn_to_int(x) for x in lsns if x not in (None, "")]
-    return int_to_lsn(max(values)) if values else None
-
-
-# --------------------------------------------------------------- decisions
 def _reachable(nodes):
     return {h: f for h, f in nodes.items() if f.get("reachable", True) and not f.get("failed")}
 
@@ -472,9 +124,17 @@ def _rank(facts):
 
 # How failover.yml makes sure the old primary takes no more writes before promoting.
 FENCE_SSH = "ssh"            # reachable: pg_fence stops it and guards its start
+
+
 FENCE_COMMAND = "command"    # unreachable: failover_fence_command powers it off
+
+
 FENCE_OPERATOR = "operator"  # unreachable: the operator attested it is off
+
+
 FENCE_SELF = "self"          # unreachable: its lease ran out (proven by the sentinels)
+
+
 FENCE_NONE = "none"          # no old primary to fence
 
 
@@ -677,7 +337,11 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024):
 
 # basebackup policies for resync_action
 BASEBACKUP_NEVER = "never"  # fail rather than copy
+
+
 BASEBACKUP_SAFE = "safe"    # only an empty data directory or a known replica's
+
+
 BASEBACKUP_ALWAYS = "always"  # also a diverged former primary (its data is moved aside)
 
 
