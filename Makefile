@@ -15,7 +15,7 @@ export PY_COLORS := 0
 
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help demo test venv host image lab lab-down lab-status converge lint unit molecule clean
+.PHONY: help demo test venv host image images lab lab-down lab-status converge lint unit molecule clean
 
 help:
 	@echo "make demo       build the lab and converge site.yml on it (installs what it needs)"
@@ -36,7 +36,12 @@ host:
 	bash scripts/host-setup.sh
 
 image: host
-	bash scripts/build-image.sh
+	bash scripts/build-image.sh base
+
+# Molecule also needs the cluster image: the lab image with the roles' packages installed
+# (rebuilt when scripts/cluster-packages.txt changes).
+images: host
+	bash scripts/build-image.sh cluster
 
 lab: venv image
 	bash scripts/lab.sh up
@@ -60,10 +65,10 @@ lint: venv
 unit: venv
 	pytest -q tests/unit
 
-molecule: venv image
+molecule: venv images
 	for s in $(SCENARIOS); do molecule test -s $$s; done
 
-test: venv image
+test: venv images
 	SCENARIOS="$(SCENARIOS)" bash scripts/test.sh
 
 clean: lab-down

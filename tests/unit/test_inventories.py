@@ -27,8 +27,29 @@ def lab_hosts():
     return list(walk_hosts(load(ROOT / "inventories" / "lab" / "hosts.yml")["all"]))
 
 
+BASE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
+BARE_IMAGE = "localhost/hastack-debian:bookworm"
+# Networks promised to scenarios being written elsewhere: only that scenario may use it.
+RESERVED = {"drills": ("hastack-mol-drills", ipaddress.ip_network("198.18.6.0/24"))}
+
+
 def scenarios():
     return sorted((ROOT / "molecule").glob("*/molecule.yml"))
+
+
+def merge(base, over):
+    """Molecule's merge of a scenario over the base config: dicts key by key, the rest replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config(scenario):
+    return merge(load(BASE_CONFIG), load(scenario))
 
 
 def test_lab_addresses_are_in_the_test_range_and_unique():
@@ -76,13 +97,29 @@ def test_scenarios_and_lab_never_share_a_network():
         subnet = ipaddress.ip_network(platforms[0]["ip"] + "/24", strict=False)
         assert name not in seen, f"{scenario.parent.name} reuses network {name}"
         assert subnet not in seen.values(), f"{scenario.parent.name} reuses subnet {subnet}"
+        for owner, (reserved_name, reserved_subnet) in RESERVED.items():
+            if scenario.parent.name != owner:
+                assert name != reserved_name and subnet != reserved_subnet, \
+                    f"{scenario.parent.name}: {reserved_name} ({reserved_subnet}) is kept for {owner}"
         seen[name] = subnet
 
 
 def test_molecule_never_calls_galaxy():
     for scenario in scenarios():
-        dependency = load(scenario).get("dependency", {})
+        dependency = config(scenario).get("dependency", {})
         assert dependency.get("enabled") is False, f"{scenario.parent.name}: dependency step must be disabled"
+
+
+@pytest.mark.parametrize("scenario", scenarios(), ids=lambda p: p.parent.name)
+def test_scenario_keeps_every_step_and_names_its_image(scenario):
+    merged = config(scenario)
+    assert merged["scenario"]["test_sequence"] == [
+        "destroy", "syntax", "create", "converge", "idempotence", "verify", "destroy"]
+    assert merged["driver"]["hastack_image"].startswith("localhost/hastack-debian")
+
+
+def test_default_scenario_proves_the_install_on_the_bare_image():
+    assert config(ROOT / "molecule" / "default" / "molecule.yml")["driver"]["hastack_image"] == BARE_IMAGE
 
 
 def test_production_inventory_holds_no_plaintext_secret():

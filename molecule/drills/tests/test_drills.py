@@ -4,8 +4,8 @@ Every drill runs with a writer on the controller committing through the DB VIP a
 with: no acknowledged write lost, exactly one writable node and it alone holds the DB
 VIP, the WAL archiver streaming. The next drill starts from a healthy cluster. Faults are
 made the way they happen: a partition is nftables inside the host, interface up
-(docs/LAB.md); the controller reaches the hosts over SSH here (tests/ssh_inventory.yml is
-laid over Molecule's podman connections), so cutting a host cuts the controller off too.
+(docs/LAB.md); the controller reaches the hosts over SSH, so cutting a host cuts the
+controller off too.
 """
 
 import os
@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import EPHEMERAL, ROOT, password, playbook, playbook_command, psql, sh, wait_until  # noqa: E402
+from hastack_testlib import ROOT, password, playbook, playbook_command, psql, sh, wait_until  # noqa: E402
 
 NODES = {"dr-db1": "198.18.6.11", "dr-db2": "198.18.6.12", "dr-db3": "198.18.6.13"}
 WITNESS = "dr-backup1"
@@ -35,19 +35,8 @@ CUT = """table inet cut {
 }"""
 
 
-def ssh_inventory():
-    """Host variables (Molecule sets the podman connection per host, which beats group vars)."""
-    path = EPHEMERAL / "ssh_inventory.yml"
-    common = ("ansible_connection: ssh, ansible_user: hastack, ansible_become: true, "
-              f"ansible_ssh_private_key_file: {EPHEMERAL / 'id_ed25519'}, "
-              "ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'")
-    hosts = "".join(f"    {name}: {{ansible_host: {address}, {common}}}\n" for name, address in NODES.items())
-    path.write_text(f"all:\n  hosts:\n{hosts}", encoding="utf-8")
-    return path
-
-
 def run(name, *extra):
-    return playbook(name, *extra, inventories=[ssh_inventory()])
+    return playbook(name, *extra)
 
 
 # ------------------------------------------------------------------ faults
@@ -279,7 +268,7 @@ def test_failover_interrupted_after_the_promotion_is_finished_by_the_next_run(wr
     old = one_writable_vip_holder()
     subprocess.run(["podman", "kill", old], check=True)
     killed_at = time.monotonic()
-    argv, env = playbook_command("failover.yml", inventories=[ssh_inventory()])
+    argv, env = playbook_command("failover.yml")
     controller = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     others = [n for n in NODES if n != old]
