@@ -39,6 +39,8 @@ SIGNATURE_BYTES = 16
 
 # Files on every node (one constant per path).
 SENTINEL_STATE_FILE = "/run/hastack/sentinel.json"
+# The newest cluster epoch (and its primary) this member has heard of, kept across restarts.
+SENTINEL_EPOCH_FILE = "/var/lib/hastack/known-epoch.json"
 SENTINEL_LEASE_FILE = "/run/hastack/sentinel.lease"
 # keepalived track file for the DB VIP: "0" while this node may hold it as far as
 # quorum and epoch go (the primary track file and the check script add the rest).
@@ -99,8 +101,15 @@ def fresh_peers(peers, now, lease):
     return {m: p for m, p in peers.items() if now - p["received"] <= lease}
 
 
+def peer_epoch(peer):
+    """The newest epoch a member knows of: its own record, or the newest it heard of (every
+    sentinel, witnesses too, passes on the newest epoch it heard and keeps it on disk, so a
+    majority always includes a member that knows of the last failover)."""
+    return max(int(peer.get("e") or 0), int(peer.get("ke") or 0))
+
+
 def newest_epoch(peers):
-    return max([int(p.get("e") or 0) for p in peers.values()] + [0])
+    return max([peer_epoch(p) for p in peers.values()] + [0])
 
 
 def self_fence_reason(local, members, peers, now, lease, lease_ok_until):
@@ -111,10 +120,10 @@ def self_fence_reason(local, members, peers, now, lease, lease_ok_until):
     if not local.get("writable"):
         return None
     fresh = fresh_peers(peers, now, lease)
-    newer = sorted(m for m, p in fresh.items() if int(p.get("e") or 0) > int(local.get("epoch") or 0))
+    newer = sorted(m for m, p in fresh.items() if peer_epoch(p) > int(local.get("epoch") or 0))
     if newer:
-        return ("epoch %s is older than %s's epoch %s: a failover replaced this node"
-                % (local.get("epoch"), newer[0], fresh[newer[0]].get("e")))
+        return ("epoch %s is older than the epoch %s that %s knows of: a failover replaced this node"
+                % (local.get("epoch"), peer_epoch(fresh[newer[0]]), newer[0]))
     if now > lease_ok_until:
         return ("lost the lease: fewer than %d of the %d members answered within %.1f s "
                 "(isolated from the cluster)" % (majority(len(members)), len(members), lease))
@@ -196,10 +205,10 @@ def start_decision(state, node, recorded_primary, epoch, now, lease):
     fresh = {m: p for m, p in state.get("peers", {}).items() if p["age"] <= lease and m in members}
     if 1 + len(fresh) < majority(len(members)):
         return "wait", "heard %d of %d members, need %d" % (1 + len(fresh), len(members), majority(len(members)))
-    newer = sorted(m for m, p in fresh.items() if int(p.get("e") or 0) > int(epoch or 0))
+    newer = sorted(m for m, p in fresh.items() if peer_epoch(p) > int(epoch or 0))
     if newer:
-        return "fence", "%s has cluster epoch %s, newer than this node's %s" % (
-            newer[0], fresh[newer[0]].get("e"), epoch)
+        return "fence", "%s knows of cluster epoch %s, newer than this node's %s" % (
+            newer[0], peer_epoch(fresh[newer[0]]), epoch)
     writable = sorted(m for m, p in fresh.items() if p.get("w"))
     if writable:
         return "fence", "%s is writable" % ", ".join(writable)

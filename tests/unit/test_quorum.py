@@ -41,7 +41,11 @@ def peer(received, epoch=5, writable=False):
 def test_a_writable_node_fences_itself_when_a_member_has_a_newer_epoch_or_the_lease_ran_out():
     local = {"node": "db1", "epoch": 5, "writable": True}
     peers = {"db2": peer(99.8, epoch=6)}
-    assert "epoch 5 is older than db2's epoch 6" in q.self_fence_reason(local, MEMBERS, peers, 100.0, 1.0, 101.0)
+    assert "epoch 5 is older than the epoch 6 that db2 knows of" in q.self_fence_reason(
+        local, MEMBERS, peers, 100.0, 1.0, 101.0)
+    # A witness has no record of its own but passes on the newest epoch it heard of.
+    witness = {"app1": dict(peer(99.8, epoch=0), ke=6)}
+    assert "that app1 knows of" in q.self_fence_reason(local, MEMBERS, witness, 100.0, 1.0, 101.0)
     # A newer epoch heard longer than a lease ago no longer speaks for the cluster.
     assert q.self_fence_reason(local, MEMBERS, {"db2": peer(98.0, epoch=6)}, 100.0, 1.0, 101.0) is None
     assert "lost the lease" in q.self_fence_reason(local, MEMBERS, {}, 100.0, 1.0, 99.9)
@@ -115,6 +119,13 @@ def test_start_waits_for_a_majority_and_starts_the_recorded_primary():
     assert q.start_decision(start_state({"db2": {}}), "db1", "db1", 5, 0, 1.0)[0] == "primary"
     # A brand-new cluster has no record yet.
     assert q.start_decision(start_state({"db2": {"e": 0}}), "db1", None, 0, 0, 1.0)[0] == "primary"
+
+
+def test_start_fences_a_former_primary_that_only_witnesses_hear():
+    # db1 comes back and hears two witnesses only (3 of 5 with itself): they know of epoch 6.
+    st = start_state({"app1": {"e": 0, "ke": 6}, "backup1": {"e": 0, "ke": 6}}, members=MEMBERS)
+    assert q.start_decision(st, "db1", "db1", 5, 0, 1.0) == ("fence", "app1 knows of cluster epoch 6, newer than "
+                                                                      "this node's 5")
 
 
 def test_start_fences_a_former_primary():
