@@ -94,8 +94,11 @@ def one_writable_vip_holder(timeout=10):
 
 
 def archiver_streams():
-    wait_until(lambda: sh(WITNESS, "systemctl is-active hastack-pg-receivewal").stdout.strip() == "active",
-               timeout=30, message="the WAL archiver streaming again")
+    """The WAL archive follows the newest-epoch primary, with no gap (hastack-backup check)."""
+    def ok():
+        out = sh(WITNESS, "hastack-backup check", timeout=30).stdout
+        return "WAL archive: archiver streaming" in out and "CRITICAL: WAL archive" not in out
+    wait_until(ok, timeout=45, message="the WAL archive streaming with no gap", interval=1)
 
 
 # ------------------------------------------------------------------ the writer
