@@ -76,6 +76,10 @@ def drill(client, round_no):
     (ROOT / ".cache" / "drill-failover.log").write_text(out, encoding="utf-8")
     new = re.search(r"FAILOVER DONE: (\S+) is the primary", out).group(1)
     probe = re.search(r"committed on \S+\s+([0-9.]+)\s+s after start", out)
+    flat = " ".join(out.split())
+    decided = re.search(r"Timings: decide ([0-9.]+) s", flat)
+    writable = re.search(r"to writable ([0-9.]+) s after start", flat)
+    proof = re.search(r"waited ([0-9.]+) s for the proof", flat)
     deadline = time.monotonic() + 30
     while client.first_after(kill_at, new) is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -99,6 +103,9 @@ def drill(client, round_no):
            "kill_to_first_write_s": round(first - kill_at, 2) if first else None,
            "failover_yml_s": round(failover_s, 2),
            "failover_first_vip_write_s": float(probe.group(1)) if probe else None,
+           "failover_decided_s": float(decided.group(1)) if decided else None,
+           "failover_writable_s": float(writable.group(1)) if writable else None,
+           "failover_proof_wait_s": float(proof.group(1)) if proof else None,
            "lost_failover": lost_failover, "old_primary_fenced_on_start": fenced,
            "resync_yml_s": round(resync_s, 2), "rejoin_module_s": float(rejoin.group(1)) if rejoin else None,
            "switchover_yml_s": round(switchover_s, 2), "switchover_write_gap_s": round(gap, 2) if gap else None,
@@ -119,7 +126,8 @@ def main():
     rows = [drill(client, n) for n in range(1, args.rounds + 1)]
     client.stop.set()
     print(f"acknowledged writes: {len(client.acked)}")
-    for key in ("kill_to_first_write_s", "failover_first_vip_write_s", "failover_yml_s", "resync_yml_s",
+    for key in ("kill_to_first_write_s", "failover_first_vip_write_s", "failover_decided_s", "failover_proof_wait_s",
+                "failover_writable_s", "failover_yml_s", "resync_yml_s",
                 "rejoin_module_s", "switchover_yml_s", "switchover_write_gap_s"):
         values = [r[key] for r in rows if r[key] is not None]
         if values:

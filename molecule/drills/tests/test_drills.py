@@ -11,6 +11,7 @@ controller off too.
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +48,22 @@ def cut(node, only=None):
         f"  chain in {{ type filter hook input priority -10; ip saddr {only} drop; }}\n"
         f"  chain out {{ type filter hook output priority -10; ip daddr {only} drop; }}\n}}")
     subprocess.run(["podman", "exec", "-i", node, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+
+def start(*nodes, restart=False):
+    """Start (or restart) hosts and wait until the controller reaches them over SSH: a host
+    that comes back has a new MAC address, and the bridge's neighbour entry must follow."""
+    subprocess.run(["podman", "restart", "-t", "0", *nodes] if restart else ["podman", "start", *nodes], check=True)
+    for node in nodes:
+        subprocess.run(["ip", "neigh", "flush", "to", NODES[node]], check=False)
+
+        def ssh(address=NODES[node]):
+            try:
+                with socket.create_connection((address, 22), timeout=1):
+                    return True
+            except OSError:
+                return False
+        wait_until(ssh, timeout=60, message=f"SSH on {node}", interval=0.3)
 
 
 def heal(node):
@@ -289,7 +306,7 @@ def test_failover_interrupted_after_the_promotion_is_finished_by_the_next_run(wr
     assert epoch(third) == epoch(new)
     finish(writer, new)
     # The old primary's host comes back: a newer epoch exists, so it starts read-only.
-    subprocess.run(["podman", "start", old], check=True)
+    start(old)
     wait_until(lambda: sh(old, "pg_isready -q").returncode == 0, timeout=60, message=f"PostgreSQL on {old}")
     assert not is_writable(old) and fenced(old)
     rejoin(old)
@@ -315,7 +332,7 @@ def test_synchronous_failover_refuses_while_a_replica_is_unreachable_unless_told
     assert again.returncode == 0, again.stdout[-3000:]
     wait_until(lambda: streams_from(missing, new), timeout=20, message=f"{missing} streaming from {new}")
     finish(writer, new)
-    subprocess.run(["podman", "start", old], check=True)
+    start(old)
     wait_until(lambda: sh(old, "pg_isready -q").returncode == 0, timeout=60, message=f"PostgreSQL on {old}")
     assert not is_writable(old)
     rejoin(old)
@@ -323,8 +340,8 @@ def test_synchronous_failover_refuses_while_a_replica_is_unreachable_unless_told
 
 def test_every_database_host_restarted_at_once_comes_back_with_the_recorded_primary(writer):
     primary = one_writable_vip_holder()
-    subprocess.run(["podman", "restart", "-t", "0", *NODES], check=True)
     restarted_at = time.monotonic()
+    start(*NODES, restart=True)
     assert one_writable_vip_holder(timeout=60) == primary
     print(f"{primary} writable behind the VIP {time.monotonic() - restarted_at:.2f} s after the restart")
     for node in NODES:
@@ -339,7 +356,7 @@ def test_old_primary_restarted_while_its_peers_are_unreachable_comes_up_read_onl
     for node in [n for n in NODES if n != primary] + [WITNESS]:
         cut(node, only=NODES[primary])
     try:
-        subprocess.run(["podman", "start", primary], check=True)
+        start(primary)
         wait_until(lambda: sh(primary, "pg_isready -q").returncode == 0, timeout=60,
                    message=f"PostgreSQL on {primary}")
         assert not is_writable(primary) and fenced(primary)
