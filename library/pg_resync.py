@@ -167,7 +167,7 @@ from ansible.module_utils.hastack_facts import (
     query_one,
     replication_command,
 )
-from ansible.module_utils.hastack_lsn import slot_name
+from ansible.module_utils.hastack_lsn import slot_name, timeline_switchpoints
 from ansible.module_utils.hastack_plan import BASEBACKUP_ALWAYS, BASEBACKUP_NEVER, PlanError, resync_action
 from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
 
@@ -238,6 +238,16 @@ class Resync:
                 "runs, that its pg_hba.conf allows replication from this host, and that %s holds the password."
                 % (self.p["primary_host"], self.p["primary_port"], self.p["replication_user"],
                    str(exc).strip(), self.p["passfile"]))
+
+    def fork_lsn(self, local, primary_timeline):
+        """Where the primary's history left the local node's timeline (None: same timeline)."""
+        timeline = int(local.get("timeline") or 0)
+        if not timeline or timeline >= primary_timeline:
+            return None
+        with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"),
+                     autocommit=True) as conn:
+            history = replication_command(conn, "TIMELINE_HISTORY %d" % primary_timeline)[0]["content"]
+        return timeline_switchpoints(history).get(timeline)
 
     def ensure_slot(self):
         with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"), autocommit=True) as conn:
@@ -387,6 +397,8 @@ class Resync:
         ident = self.timed("identify_primary", self.identify_primary)
         local = self.timed("local_facts", self.local_node)
         primary = {"system_identifier": ident["systemid"], "address": self.p["primary_host"]}
+        if local.get("has_data") and str(local.get("system_identifier")) == str(ident["systemid"]):
+            primary["fork_lsn"] = self.timed("timeline_history", self.fork_lsn, local, int(ident["timeline"]))
         action, reason = resync_action(local, primary, self.p["allow_rewind"], self.p["basebackup"])
         if action == "none":
             try:

@@ -43,3 +43,14 @@ def timeline_from_walfile(walfile):
 def max_lsn(*lsns):
     values = [lsn_to_int(x) for x in lsns if x not in (None, "")]
     return int_to_lsn(max(values)) if values else None
+
+
+def timeline_switchpoints(history):
+    """A timeline history file's text -> {timeline: LSN (int) where the next one forked off}.
+    Lines look like '1\t0/5000A0\tno recovery target specified'."""
+    points = {}
+    for line in (history or "").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip().isdigit():
+            points[int(parts[0])] = lsn_to_int(parts[1].strip())
+    return points

@@ -348,8 +348,10 @@ BASEBACKUP_ALWAYS = "always"  # also a diverged former primary (its data is move
 def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE):
     """How to make `local` a streaming replica of `primary`.
 
-    local: role, has_data, system_identifier, standby_signal, wal_receiver, upstream
-    primary: system_identifier, address
+    local: role, has_data, system_identifier, standby_signal, wal_receiver, upstream,
+    timeline, position_lsn
+    primary: system_identifier, address, and fork_lsn: where the primary's history left
+    the local node's timeline (None when the node is on the primary's timeline)
     Returns (action, reason); action in none, repoint, rewind, basebackup.
     Raises PlanError when policy forbids every way.
     """
@@ -371,6 +373,20 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
             "is not a replica: it may be the only copy of its data. Refusing to overwrite it. Move the "
             "data directory away yourself, or run resync.yml -e node=%s -e resync_basebackup=always."
             % (host, local.get("system_identifier"), primary.get("system_identifier"), host))
+    fork = primary.get("fork_lsn")
+    position = lsn_to_int(local.get("position_lsn"))
+    if _standby(local) and fork is not None and position is not None and position > fork:
+        # It received WAL of the old timeline past the point where the primary's timeline
+        # forked off: it streams for a while, and is stuck at its next restart.
+        if allow_rewind:
+            return "rewind", ("a replica that received WAL of timeline %s up to %s, past the fork point %s of "
+                              "the primary's timeline: pg_rewind discards what diverged"
+                              % (local.get("timeline"), int_to_lsn(position), int_to_lsn(fork)))
+        raise PlanError(
+            "%s received WAL of timeline %s up to %s, past %s where the primary's timeline forked off: it may "
+            "hold commits the primary lacks and cannot follow it. Look at it, then rejoin it on purpose with: "
+            "ansible-playbook resync.yml -e node=%s"
+            % (host, local.get("timeline"), int_to_lsn(position), int_to_lsn(fork), host))
     receiver = local.get("wal_receiver") or {}
     if (local.get("role") == "replica" and receiver.get("status") == "streaming"
             and receiver.get("sender_host") == primary.get("address")):

@@ -383,3 +383,18 @@ def test_a_rerun_after_an_interrupted_failover_repoints_the_replicas_left_behind
     assert (plan["action"], plan["repoint"], plan["epoch"]) == ("none", ["db3"], 4)
     nodes["db3"] = replica(upstream="198.18.3.12")
     assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == []
+
+
+def test_timeline_history_gives_each_fork_point():
+    history = "1\t0/5000A0\tno recovery target specified\n\n2\t0/7000000\tno recovery target specified\n"
+    assert pg.timeline_switchpoints(history) == {1: 0x5000A0, 2: 0x7000000}
+
+
+def test_a_replica_past_the_fork_point_is_rewound_or_refused_never_just_repointed():
+    local = dict(replica("0/5000100", streaming=False), timeline=1, host="db3")
+    primary = {"system_identifier": SYSID, "address": "198.18.3.12", "fork_lsn": 0x5000000}
+    assert pg.resync_action(local, primary, allow_rewind=True)[0] == "rewind"
+    with pytest.raises(PlanError, match="past 0/5000000 where the primary's timeline forked off"):
+        pg.resync_action(local, primary, allow_rewind=False)
+    behind = dict(local, position_lsn="0/4000000")
+    assert pg.resync_action(behind, primary, allow_rewind=False)[0] == "repoint"
