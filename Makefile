@@ -61,6 +61,7 @@ demo: lab
 lint: venv
 	yamllint -s .
 	ansible-lint
+	ruff check .
 
 unit: venv
 	pytest -q tests/unit

@@ -40,7 +40,7 @@ class AckedWrites(threading.Thread):
 
     def longest_gap(self, start, end):
         times = [t for t, _, _ in list(self.acked) if start <= t <= end]
-        return max((b - a for a, b in zip(times, times[1:])), default=None)
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
 
     def lost(self, stored_ids):
         """How many acknowledged ids stored_ids() lacks. The acknowledged ids are taken

@@ -111,7 +111,8 @@ def main():
         row = {"round": round_no, "killed": old, "promoted": new,
                "kill_to_first_write_s": round(first - kill_at, 2) if first else None,
                "failover_yml_s": round(failover_s, 2), "pg_promote_s": promote_s,
-               "lost_failover": lost_failover, "resync_yml_s": round(resync_s, 2), "rejoin_module_s": round(rejoin_s, 2),
+               "lost_failover": lost_failover, "resync_yml_s": round(resync_s, 2),
+               "rejoin_module_s": round(rejoin_s, 2),
                "switchover_yml_s": round(switchover_s, 2), "switchover_write_gap_s": round(gap, 2) if gap else None,
                "lost_switchover": lost_switchover}
         rows.append(row)

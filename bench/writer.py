@@ -20,7 +20,8 @@ import urllib.request
 
 def post(url):
     body = json.dumps({"machine": "drill", "member": "writer", "minutes": 1}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(  # noqa: S310 - the operator's own URL
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - the operator's own URL
         if response.status != 201:
             raise OSError("HTTP %d" % response.status)

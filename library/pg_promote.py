@@ -96,7 +96,8 @@ promote_seconds:
   type: float
   sample: 0.12
 proof:
-  description: The self-fence proof for C(fenced_by_lease) - witnesses, seconds waited, who last heard the old primary when.
+  description: The self-fence proof for C(fenced_by_lease) - witnesses, seconds waited, who last heard the
+    old primary when.
   returned: when fenced_by_lease is given
   type: dict
   sample: {"witnesses": ["db3", "backup1"], "waited": 0.41, "heard_by": {"db3": 2.1}}
@@ -151,7 +152,8 @@ def wait_self_fenced(old, timeout):
                 proof["waited"] = round(now - started, 3)
                 return proof, None
         if deadline is None and now - started > 3:
-            return proof, "this node's sentinel does not report (%s); is hastack-sentinel running?" % SENTINEL_STATE_FILE
+            return proof, ("this node's sentinel does not report (%s); is hastack-sentinel running?"
+                           % SENTINEL_STATE_FILE)
         if deadline is not None and now > deadline:
             return proof, proof["reason"]
         time.sleep(min(0.05, max(0.005, (proof or {}).get("safe_in") or 0.05)))
@@ -185,11 +187,12 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
+        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"),
+                         exception=str(PSYCOPG_IMPORT_ERROR))
     p = module.params
     try:
         conn = connect(local_conninfo(p["socket_dir"], p["port"], user=p["login_user"]))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the cause, the operator gets what to do next
         module.fail_json(msg="cannot promote: PostgreSQL on this host does not answer on %s (%s). Start it "
                              "(systemctl start postgresql@<version>-main) or choose another replica with "
                              "-e new_primary=HOST." % (p["socket_dir"], str(exc).strip()))

@@ -230,14 +230,15 @@ class Resync:
     # ------------------------------------------------------------ primary side
     def identify_primary(self):
         try:
-            with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"), autocommit=True) as conn:
+            with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"),
+                         autocommit=True) as conn:
                 return replication_command(conn, "IDENTIFY_SYSTEM")[0]
         except Exception as exc:
             raise ResyncError(
                 "cannot open a replication connection to the primary %s:%d as %s: %s. Check that the primary "
                 "runs, that its pg_hba.conf allows replication from this host, and that %s holds the password."
                 % (self.p["primary_host"], self.p["primary_port"], self.p["replication_user"],
-                   str(exc).strip(), self.p["passfile"]))
+                   str(exc).strip(), self.p["passfile"])) from exc
 
     def fork_lsn(self, local, primary_timeline):
         """Where the primary's history left the local node's timeline (None: same timeline)."""
@@ -250,14 +251,15 @@ class Resync:
         return timeline_switchpoints(history).get(timeline)
 
     def ensure_slot(self):
-        with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"), autocommit=True) as conn:
+        with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"),
+                     autocommit=True) as conn:
             try:
                 replication_command(conn, 'CREATE_REPLICATION_SLOT "%s" PHYSICAL RESERVE_WAL' % self.slot)
                 return True
             except RuntimeError as exc:
                 if "already exists" in str(exc):
                     return False
-                raise ResyncError("cannot create slot %s on the primary: %s" % (self.slot, exc))
+                raise ResyncError("cannot create slot %s on the primary: %s" % (self.slot, exc)) from exc
 
     def checkpoint_primary(self):
         # Right after a promotion the primary's control file may still show the old
@@ -265,7 +267,7 @@ class Resync:
         try:
             with connect(self.primary_params(self.p["rewind_user"], dbname="postgres")) as conn:
                 conn.execute("CHECKPOINT")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed CHECKPOINT only warns, the resync goes on
             self.module.warn("CHECKPOINT on the primary failed (%s); pg_rewind may pick an old timeline" % exc)
 
     # ------------------------------------------------------------ local side
@@ -294,7 +296,7 @@ class Resync:
         try:
             with connect(local_conninfo(self.p["socket_dir"], self.p["port"]), connect_timeout=2) as conn:
                 row = query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not streaming now"
             return None
         return row
 
@@ -485,7 +487,8 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=str(PSYCOPG_IMPORT_ERROR))
+        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"),
+                         exception=str(PSYCOPG_IMPORT_ERROR))
     resync = Resync(module)
     started = time.monotonic()
     try:

@@ -60,7 +60,7 @@ def replication_command(conn, command):
         for col in range(result.nfields):
             value = result.get_value(row, col)
             values.append(None if value is None else value.decode())
-        rows.append(dict(zip(names, values)))
+        rows.append(dict(zip(names, values, strict=True)))
     return rows
 
 

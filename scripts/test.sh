@@ -22,6 +22,7 @@ stage() {
 
 stage yamllint yamllint -s .
 stage ansible-lint ansible-lint
+stage ruff ruff check .
 stage unit pytest -q -p no:cacheprovider tests/unit
 for scenario in $scenarios; do
   stage "molecule-$scenario" molecule test -s "$scenario"

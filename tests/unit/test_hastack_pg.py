@@ -37,7 +37,8 @@ def stopped(**extra):
 
 
 # ------------------------------------------------------------------ LSNs
-@pytest.mark.parametrize("text,value", [("0/0", 0), ("0/16B3748", 0x16B3748), ("16/B374D848", (0x16 << 32) + 0xB374D848)])
+@pytest.mark.parametrize("text,value", [("0/0", 0), ("0/16B3748", 0x16B3748),
+                                        ("16/B374D848", (0x16 << 32) + 0xB374D848)])
 def test_lsn_round_trip(text, value):
     assert pg.lsn_to_int(text) == value
     assert pg.int_to_lsn(value) == text.upper()

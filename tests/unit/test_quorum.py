@@ -110,7 +110,8 @@ def test_old_reports_do_not_stretch_the_window():
 
 
 def start_state(peers, members=("db1", "db2", "db3")):
-    return {"members": list(members), "peers": {m: dict({"age": 0.1, "e": 5, "w": False}, **p) for m, p in peers.items()}}
+    return {"members": list(members),
+            "peers": {m: dict({"age": 0.1, "e": 5, "w": False}, **p) for m, p in peers.items()}}
 
 
 def test_start_waits_for_a_majority_and_starts_the_recorded_primary():

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import playbook, psql, sh, wait_until  # noqa: E402
+from hastack_testlib import playbook, psql, sh, wait_until
 
 BACKUP = "bk-backup1"
 DUMPS = "/var/backups/hastack/dumps"

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import ROOT, password, playbook, playbook_command, psql, sh, wait_until  # noqa: E402
+from hastack_testlib import ROOT, password, playbook, playbook_command, psql, sh, wait_until
 
 NODES = {"dr-db1": "198.18.6.11", "dr-db2": "198.18.6.12", "dr-db3": "198.18.6.13"}
 WITNESS = "dr-backup1"

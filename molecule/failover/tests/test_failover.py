@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import password, playbook, psql, recap_changed, sh, wait_until  # noqa: E402
+from hastack_testlib import password, playbook, psql, recap_changed, sh, wait_until
 
 NODES = {"fo-db1": "198.18.3.11", "fo-db2": "198.18.3.12", "fo-db3": "198.18.3.13"}
 DATA = "/var/lib/postgresql/15/main"
@@ -130,7 +130,8 @@ def test_resync_rejoins_the_old_primary_as_a_streaming_replica():
     assert result.returncode == 0
     assert "RESYNC DONE: fo-db1" in result.stdout
     assert psql("fo-db1", "SELECT pg_is_in_recovery()") == "t"
-    assert psql("fo-db1", "SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver") == f"streaming {NODES[primary]}"
+    assert (psql("fo-db1", "SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver")
+            == f"streaming {NODES[primary]}")
     marker = psql(primary, "SET ROLE hastack; INSERT INTO acked (writer) VALUES ('after-resync') RETURNING id")
     wait_until(lambda: psql("fo-db1", f"SELECT count(*) FROM acked WHERE id = {marker}") == "1",
                message="the new row on fo-db1")

@@ -6,14 +6,13 @@ acknowledged (bench/writer.py). The tests run in order and share the hosts.
 
 import json
 import pathlib
+import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import ROOT, holds, playbook, psql, sh, wait_until  # noqa: E402
-
-import subprocess  # noqa: E402
+from hastack_testlib import ROOT, holds, playbook, psql, sh, wait_until
 
 DB_VIP, APP_VIP = "198.18.4.100", "198.18.4.101"
 APP_SERVERS = ("ha-app1", "ha-app2")
