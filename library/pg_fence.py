@@ -20,15 +20,15 @@ options:
   data_directory:
     description: The cluster's data directory.
     type: path
-    default: /var/lib/postgresql/15/main
+    required: true
   service:
     description: systemd unit of the cluster.
     type: str
-    default: postgresql@15-main
+    required: true
   bin_dir:
     description: Directory of the PostgreSQL server binaries (pg_controldata).
     type: path
-    default: /usr/lib/postgresql/15/bin
+    required: true
   timeout:
     description: Seconds a clean stop may take before the service is killed.
     type: int
@@ -45,6 +45,9 @@ author: hastack
 EXAMPLES = r"""
 - name: Fence the old primary
   pg_fence:
+    data_directory: "{{ postgresql_data_directory }}"
+    bin_dir: "{{ postgresql_bin_dir }}"
+    service: "{{ postgresql_service }}"
     epoch: "{{ epoch }}"
     new_primary: "{{ plan.candidate }}"
   when: inventory_hostname in plan.fence
@@ -75,6 +78,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_facts import parse_controldata
 from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
 
@@ -101,10 +105,8 @@ def controldata(module, bin_dir, data):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
-            service=dict(type="str", default="postgresql@15-main"),
-            bin_dir=dict(type="path", default="/usr/lib/postgresql/15/bin"),
+        argument_spec=local_postgres_argument_spec(
+            "data_directory", "service", "bin_dir",
             timeout=dict(type="int", default=10),
             epoch=dict(type="int"),
             new_primary=dict(type="str"),

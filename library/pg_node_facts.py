@@ -23,11 +23,11 @@ options:
   data_directory:
     description: The cluster's data directory.
     type: path
-    default: /var/lib/postgresql/15/main
+    required: true
   bin_dir:
     description: Directory of the PostgreSQL server binaries (pg_controldata).
     type: path
-    default: /usr/lib/postgresql/15/bin
+    required: true
   port:
     description: Port of the local PostgreSQL.
     type: int
@@ -52,7 +52,8 @@ author: hastack
 EXAMPLES = r"""
 - name: Gather replication facts
   pg_node_facts:
-    data_directory: /var/lib/postgresql/15/main
+    data_directory: "{{ postgresql_data_directory }}"
+    bin_dir: "{{ postgresql_bin_dir }}"
   register: node
 
 - name: Show the role
@@ -130,17 +131,14 @@ node:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_facts import gather_node, PSYCOPG_IMPORT_ERROR
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
-            bin_dir=dict(type="path", default="/usr/lib/postgresql/15/bin"),
-            port=dict(type="int", default=5432),
-            socket_dir=dict(type="path", default="/var/run/postgresql"),
-            login_user=dict(type="str", default="postgres"),
+        argument_spec=local_postgres_argument_spec(
+            "data_directory", "bin_dir", "port", "socket_dir", "login_user",
             connect_timeout=dict(type="int", default=3),
         ),
         supports_check_mode=True,

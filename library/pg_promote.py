@@ -107,6 +107,7 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, self_fence_proof
 from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, PSYCOPG_IMPORT_ERROR, query_one
 from ansible.module_utils.hastack_lsn import lsn_to_int, timeline_from_walfile
@@ -172,10 +173,8 @@ def wait_replayed(conn, lsn, deadline):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            port=dict(type="int", default=5432),
-            socket_dir=dict(type="path", default="/var/run/postgresql"),
-            login_user=dict(type="str", default="postgres"),
+        argument_spec=local_postgres_argument_spec(
+            "port", "socket_dir", "login_user",
             timeout=dict(type="int", default=60),
             wait_replay_lsn=dict(type="str"),
             fenced_by_lease=dict(type="str"),

@@ -55,19 +55,19 @@ options:
   data_directory:
     description: The cluster's data directory.
     type: path
-    default: /var/lib/postgresql/15/main
+    required: true
   config_dir:
     description: The cluster's configuration directory (Debian keeps it outside the data directory).
     type: path
-    default: /etc/postgresql/15/main
+    required: true
   bin_dir:
     description: Directory of the PostgreSQL server binaries.
     type: path
-    default: /usr/lib/postgresql/15/bin
+    required: true
   service:
     description: systemd unit of the cluster.
     type: str
-    default: postgresql@15-main
+    required: true
   port:
     description: Port of the local PostgreSQL.
     type: int
@@ -109,19 +109,17 @@ author: hastack
 """
 
 EXAMPLES = r"""
+# The one caller is roles/postgresql/tasks/rejoin.yml; the paths are the role's variables.
 - name: Rejoin the old primary as a replica
   pg_resync:
     primary_host: 198.18.1.12
     node_name: "{{ inventory_hostname }}"
+    data_directory: "{{ postgresql_data_directory }}"
+    config_dir: "{{ postgresql_config_dir }}"
+    bin_dir: "{{ postgresql_bin_dir }}"
+    service: "{{ postgresql_service }}"
     allow_rewind: true
     basebackup: always
-
-- name: Clone a new replica, never touching data that is not a replica's
-  pg_resync:
-    primary_host: "{{ hostvars[primary].ansible_host }}"
-    node_name: "{{ inventory_hostname }}"
-    allow_rewind: false
-    basebackup: safe
 """
 
 RETURN = r"""
@@ -158,6 +156,7 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_facts import (
     connect,
     gather_node,
@@ -463,7 +462,8 @@ class Resync:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=local_postgres_argument_spec(
+            "data_directory", "config_dir", "bin_dir", "service", "port", "socket_dir",
             primary_host=dict(type="str", required=True),
             primary_port=dict(type="int", default=5432),
             node_name=dict(type="str", required=True),
@@ -471,12 +471,6 @@ def main():
             replication_user=dict(type="str", default="replicator"),
             rewind_user=dict(type="str", default="hastack_rewind"),
             passfile=dict(type="path", default="/var/lib/postgresql/.pgpass"),
-            data_directory=dict(type="path", default="/var/lib/postgresql/15/main"),
-            config_dir=dict(type="path", default="/etc/postgresql/15/main"),
-            bin_dir=dict(type="path", default="/usr/lib/postgresql/15/bin"),
-            service=dict(type="str", default="postgresql@15-main"),
-            port=dict(type="int", default=5432),
-            socket_dir=dict(type="path", default="/var/run/postgresql"),
             allow_rewind=dict(type="bool", default=True),
             basebackup=dict(type="str", default="safe", choices=["never", "safe", "always"]),
             timeout=dict(type="int", default=60),
