@@ -374,16 +374,19 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
             "data directory away yourself, or run resync.yml -e node=%s -e resync_basebackup=always."
             % (host, local.get("system_identifier"), primary.get("system_identifier"), host))
     fork = primary.get("fork_lsn")
-    position = lsn_to_int(local.get("position_lsn"))
+    # What it replayed (or must replay: the minimum recovery point of a stopped node) is
+    # what counts: WAL received past the fork but not replayed is replaced by the new
+    # timeline's, as a torn last record of a dead primary always is.
+    position = lsn_to_int(local.get("replay_lsn")) or lsn_to_int(local.get("position_lsn"))
     if _standby(local) and fork is not None and position is not None and position > fork:
-        # It received WAL of the old timeline past the point where the primary's timeline
-        # forked off: it streams for a while, and is stuck at its next restart.
+        # It replayed WAL of the old timeline past the point where the primary's timeline
+        # forked off: it cannot follow that timeline.
         if allow_rewind:
-            return "rewind", ("a replica that received WAL of timeline %s up to %s, past the fork point %s of "
+            return "rewind", ("a replica that replayed WAL of timeline %s up to %s, past the fork point %s of "
                               "the primary's timeline: pg_rewind discards what diverged"
                               % (local.get("timeline"), int_to_lsn(position), int_to_lsn(fork)))
         raise PlanError(
-            "%s received WAL of timeline %s up to %s, past %s where the primary's timeline forked off: it may "
+            "%s replayed WAL of timeline %s up to %s, past %s where the primary's timeline forked off: it may "
             "hold commits the primary lacks and cannot follow it. Look at it, then rejoin it on purpose with: "
             "ansible-playbook resync.yml -e node=%s"
             % (host, local.get("timeline"), int_to_lsn(position), int_to_lsn(fork), host))

@@ -397,5 +397,6 @@ def test_a_replica_past_the_fork_point_is_rewound_or_refused_never_just_repointe
     assert pg.resync_action(local, primary, allow_rewind=True)[0] == "rewind"
     with pytest.raises(PlanError, match="past 0/5000000 where the primary's timeline forked off"):
         pg.resync_action(local, primary, allow_rewind=False)
-    behind = dict(local, position_lsn="0/4000000")
-    assert pg.resync_action(behind, primary, allow_rewind=False)[0] == "repoint"
+    # Received past the fork (a dead primary's torn last record) but not replayed: it follows.
+    torn = dict(replica("0/5000100", replay="0/4FFFF00", streaming=False), timeline=1, host="db3")
+    assert pg.resync_action(torn, primary, allow_rewind=False)[0] == "repoint"
