@@ -241,7 +241,7 @@ class Resync:
 
     def fork_lsn(self, local, primary_timeline):
         """Where the primary's history left the local node's timeline (None: same timeline)."""
-        timeline = int(local.get("timeline") or 0)
+        timeline = max(int(local.get("timeline") or 0), int(local.get("history_timeline") or 0))
         if not timeline or timeline >= primary_timeline:
             return None
         with connect(self.primary_params(self.p["replication_user"], replication="true", dbname="replication"),

@@ -188,6 +188,7 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
         "fenced": os.path.exists(os.path.join(data_directory, FENCE_MARKER)),
         "data_directory": data_directory,
     }
+    node["history_timeline"] = newest_history_timeline(os.path.join(data_directory, "pg_wal"))
     state = read_cluster_state()
     node["epoch"] = int(state.get("epoch", 0) or 0)
     node["recorded_primary"] = state.get("primary")
@@ -214,6 +215,19 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
         min_recovery = node.get("min_recovery_lsn")
         node["position_lsn"] = min_recovery if min_recovery not in (None, "0/0") else node.get("checkpoint_lsn")
     return node
+
+
+def newest_history_timeline(wal_dir):
+    """The newest timeline whose history file is in pg_wal (1 when there is none): the
+    timeline a standby follows, which pg_control_checkpoint() only shows after the next
+    restartpoint."""
+    try:
+        names = os.listdir(wal_dir)
+    except OSError:
+        return None
+    timelines = [int(n[:8], 16) for n in names if len(n) == 16 and n.endswith(".history")
+                 and all(c in "0123456789ABCDEF" for c in n[:8])]
+    return max(timelines, default=1)
 
 
 def sentinel_facts(path=SENTINEL_STATE_FILE):

@@ -117,9 +117,15 @@ def _position(facts):
     return lsn_to_int(facts.get("position_lsn")) or lsn_to_int(facts.get("replay_lsn")) or 0
 
 
+def _timeline(facts):
+    """The timeline a node is on: a standby whose primary died has no WAL receiver, and its
+    checkpoint's timeline lags until the next restartpoint; its newest history file does not."""
+    return max(int(facts.get("timeline") or 0), int(facts.get("history_timeline") or 0))
+
+
 def _rank(facts):
     """Most advanced first: a later timeline wins over a higher LSN on an older one."""
-    return (int(facts.get("timeline") or 0), _position(facts))
+    return (_timeline(facts), _position(facts))
 
 
 # How failover.yml makes sure the old primary takes no more writes before promoting.
@@ -233,7 +239,7 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                    _rank(replicas[ahead[0]])[0], int_to_lsn(_position(replicas[ahead[0]])), ahead[0], candidate))
     chosen = replicas[candidate]
     # Positions on another timeline do not compare with the candidate's.
-    same = [f for f in reachable.values() if int(f.get("timeline") or 0) in (0, _rank(chosen)[0])]
+    same = [f for f in reachable.values() if _timeline(f) in (0, _rank(chosen)[0])]
     known = [_position(f) for f in same] + [lsn_to_int(f.get("current_lsn")) or 0 for f in same]
     reference = max(known) if known else 0
     replayed = lsn_to_int(chosen.get("replay_lsn")) or 0

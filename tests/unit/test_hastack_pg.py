@@ -400,3 +400,11 @@ def test_a_replica_past_the_fork_point_is_rewound_or_refused_never_just_repointe
     # Received past the fork (a dead primary's torn last record) but not replayed: it follows.
     torn = dict(replica("0/5000100", replay="0/4FFFF00", streaming=False), timeline=1, host="db3")
     assert pg.resync_action(torn, primary, allow_rewind=False)[0] == "repoint"
+
+
+def test_the_newest_history_file_names_the_timeline_a_standby_follows(tmp_path):
+    assert pg.newest_history_timeline(str(tmp_path / "missing")) is None
+    assert pg.newest_history_timeline(str(tmp_path)) == 1
+    for name in ("00000002.history", "0000000A.history", "000000030000000000000005", "0000000B.history.tmp"):
+        (tmp_path / name).write_text("")
+    assert pg.newest_history_timeline(str(tmp_path)) == 10
