@@ -103,12 +103,11 @@ proof:
   sample: {"witnesses": ["db3", "backup1"], "waited": 0.41, "heard_by": {"db3": 2.1}}
 """
 
-import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_module import local_postgres_argument_spec
-from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, self_fence_proof
+from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, read_state, self_fence_proof
 from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, PSYCOPG_IMPORT_ERROR, query_one
 from ansible.module_utils.hastack_lsn import lsn_to_int, timeline_from_walfile
 from ansible.module_utils.hastack_state import record_primary
@@ -130,22 +129,14 @@ def wait_writable(conn, deadline):
         time.sleep(0.02)
 
 
-def read_state(path=SENTINEL_STATE_FILE):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def wait_self_fenced(old, timeout):
     """Wait until the local sentinel's state proves `old` fenced itself; (proof, error)."""
     started = time.monotonic()
     proof, deadline = None, None
     while True:
-        state = read_state()
         now = time.monotonic()
-        if state and now - state["now"] < 1.0 + 2 * state["interval"]:
+        state = read_state(now=now)
+        if state:
             if deadline is None:
                 deadline = started + (timeout or 2 * (state["lease"] + state["watchdog"]) + 1.0)
             proof = self_fence_proof(state, now, old)

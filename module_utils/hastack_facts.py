@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 
 from ansible.module_utils.hastack_lsn import lsn_to_int, max_lsn, timeline_from_walfile
-from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE
+from ansible.module_utils.hastack_quorum import read_state
 from ansible.module_utils.hastack_state import FENCE_MARKER, read_cluster_state
 
 try:
@@ -230,14 +228,8 @@ def newest_history_timeline(wal_dir):
     return max(timelines, default=1)
 
 
-def sentinel_facts(path=SENTINEL_STATE_FILE):
+def sentinel_facts():
     """What this node's sentinel says: whether a majority hears it (quorum: None when the
     sentinel does not report) and why it fenced itself, if it did."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-        fresh = time.monotonic() - float(state["now"]) < 1.0 + 2 * float(state["interval"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"quorum": None, "sentinel_fence_reason": None}
-    return {"quorum": bool(state.get("lease_ok")) if fresh else None,
-            "sentinel_fence_reason": state.get("fence_reason")}
+    state = read_state() or {}
+    return {"quorum": bool(state["lease_ok"]) if state else None, "sentinel_fence_reason": state.get("fence_reason")}

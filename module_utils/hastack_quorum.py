@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import time
 
 PROTOCOL = 1
 SIGNATURE_BYTES = 16
@@ -45,6 +46,19 @@ SENTINEL_LEASE_FILE = "/run/hastack/sentinel.lease"
 # keepalived track file for the DB VIP: "0" while this node may hold it as far as
 # quorum and epoch go (the primary track file and the check script add the rest).
 SENTINEL_TRACK_FILE = "/var/lib/hastack/quorum.track"
+
+
+def read_state(path=None, now=None):
+    """This node's sentinel state (SENTINEL_STATE_FILE), or None when it is missing,
+    unreadable or stale: the sentinel rewrites it every interval, so a file older than two
+    intervals + 1 s means the sentinel does not run."""
+    try:
+        with open(path or SENTINEL_STATE_FILE, encoding="utf-8") as handle:
+            state = json.load(handle)
+        age = (time.monotonic() if now is None else now) - float(state["now"])
+        return state if age < 1.0 + 2 * float(state["interval"]) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def majority(count):
@@ -130,7 +144,7 @@ def self_fence_reason(local, members, peers, now, lease, lease_ok_until):
     return None
 
 
-def may_hold_vip(local, members, peers, now, lease, lease_ok_until):
+def may_hold_vip(local, peers, now, lease, lease_ok_until):
     """Whether quorum and epoch let this node hold the DB VIP (the recorded-primary track
     file and the writability check are keepalived's other two conditions)."""
     if local.get("fenced") or now > lease_ok_until:
@@ -197,11 +211,11 @@ def self_fence_proof(state, now, old, margin=0.1):
 
 
 # ------------------------------------------------------------------ start-up
-def start_decision(state, node, recorded_primary, epoch, now, lease):
-    """What a node that would start as a primary does, from its sentinel's state.
+def start_decision(state, node, recorded_primary, epoch):
+    """What a node that would start as a primary does, from its sentinel's (fresh) state.
 
     Returns (action, reason): "wait" (no majority heard yet), "primary" or "fence"."""
-    members = state["members"]
+    members, lease = state["members"], float(state["lease"])
     fresh = {m: p for m, p in state.get("peers", {}).items() if p["age"] <= lease and m in members}
     if 1 + len(fresh) < majority(len(members)):
         return "wait", "heard %d of %d members, need %d" % (1 + len(fresh), len(members), majority(len(members)))

@@ -54,10 +54,10 @@ def test_a_writable_node_fences_itself_when_a_member_has_a_newer_epoch_or_the_le
 
 def test_the_vip_needs_the_lease_and_the_newest_epoch():
     local = {"node": "db1", "epoch": 5, "fenced": False}
-    assert q.may_hold_vip(local, MEMBERS, {"db2": peer(99.9, epoch=5)}, 100.0, 1.0, 100.5)
-    assert not q.may_hold_vip(local, MEMBERS, {"db2": peer(99.9, epoch=6)}, 100.0, 1.0, 100.5)
-    assert not q.may_hold_vip(local, MEMBERS, {}, 100.0, 1.0, 99.0)
-    assert not q.may_hold_vip(dict(local, fenced=True), MEMBERS, {}, 100.0, 1.0, 100.5)
+    assert q.may_hold_vip(local, {"db2": peer(99.9, epoch=5)}, 100.0, 1.0, 100.5)
+    assert not q.may_hold_vip(local, {"db2": peer(99.9, epoch=6)}, 100.0, 1.0, 100.5)
+    assert not q.may_hold_vip(local, {}, 100.0, 1.0, 99.0)
+    assert not q.may_hold_vip(dict(local, fenced=True), {}, 100.0, 1.0, 100.5)
 
 
 def state(silences, own=None, now=100.0, ages=None):
@@ -110,26 +110,26 @@ def test_old_reports_do_not_stretch_the_window():
 
 
 def start_state(peers, members=("db1", "db2", "db3")):
-    return {"members": list(members),
+    return {"members": list(members), "lease": 1.0,
             "peers": {m: dict({"age": 0.1, "e": 5, "w": False}, **p) for m, p in peers.items()}}
 
 
 def test_start_waits_for_a_majority_and_starts_the_recorded_primary():
-    assert q.start_decision(start_state({}), "db1", "db1", 5, 0, 1.0)[0] == "wait"
-    assert q.start_decision(start_state({"db2": {"age": 5.0}}), "db1", "db1", 5, 0, 1.0)[0] == "wait"
-    assert q.start_decision(start_state({"db2": {}}), "db1", "db1", 5, 0, 1.0)[0] == "primary"
+    assert q.start_decision(start_state({}), "db1", "db1", 5)[0] == "wait"
+    assert q.start_decision(start_state({"db2": {"age": 5.0}}), "db1", "db1", 5)[0] == "wait"
+    assert q.start_decision(start_state({"db2": {}}), "db1", "db1", 5)[0] == "primary"
     # A brand-new cluster has no record yet.
-    assert q.start_decision(start_state({"db2": {"e": 0}}), "db1", None, 0, 0, 1.0)[0] == "primary"
+    assert q.start_decision(start_state({"db2": {"e": 0}}), "db1", None, 0)[0] == "primary"
 
 
 def test_start_fences_a_former_primary_that_only_witnesses_hear():
     # db1 comes back and hears two witnesses only (3 of 5 with itself): they know of epoch 6.
     st = start_state({"app1": {"e": 0, "ke": 6}, "backup1": {"e": 0, "ke": 6}}, members=MEMBERS)
-    assert q.start_decision(st, "db1", "db1", 5, 0, 1.0) == ("fence", "app1 knows of cluster epoch 6, newer than "
+    assert q.start_decision(st, "db1", "db1", 5) == ("fence", "app1 knows of cluster epoch 6, newer than "
                                                                       "this node's 5")
 
 
 def test_start_fences_a_former_primary():
-    assert q.start_decision(start_state({"db2": {"e": 6}}), "db1", "db1", 5, 0, 1.0)[0] == "fence"
-    assert q.start_decision(start_state({"db2": {"w": True}}), "db1", "db1", 5, 0, 1.0)[0] == "fence"
-    assert q.start_decision(start_state({"db2": {}}), "db1", "db2", 5, 0, 1.0)[0] == "fence"
+    assert q.start_decision(start_state({"db2": {"e": 6}}), "db1", "db1", 5)[0] == "fence"
+    assert q.start_decision(start_state({"db2": {"w": True}}), "db1", "db1", 5)[0] == "fence"
+    assert q.start_decision(start_state({"db2": {}}), "db1", "db2", 5)[0] == "fence"
