@@ -19,7 +19,10 @@ description:
     refuses when none is reachable, when it is further behind than C(max_lag_bytes), or
     when the cluster already has two writable nodes. A cluster that already has a
     writable primary needs nothing (C(action=none)).
-  - C(switchover) checks the candidate streams from the live primary and is caught up.
+  - C(switchover) checks the candidate streams from the live primary and is caught up. A
+    switchover interrupted after the old primary's clean stop is resumed (C(resumed=true));
+    one interrupted after the promotion is finished (C(action=finish): the nodes in
+    C(rejoin) still need pointing at the primary) before any new move.
   - C(resync) finds the primary that C(node) must follow; C(node) may itself be a stale
     writable primary, which the operator chose to rejoin.
   - Runs on the controller, changes nothing; check mode gives the same answer.
@@ -74,7 +77,9 @@ options:
     description: The operator attests this host is powered off (failover.yml's C(failover_confirm_dead)).
     type: str
   addresses:
-    description: Inventory host name to address; lets a re-run find replicas that still follow the old primary.
+    description:
+      - Inventory host name to address; lets a re-run of failover or switchover find replicas
+        that still follow the old primary.
     type: dict
 author: hastack
 """
@@ -98,7 +103,7 @@ plan:
   type: dict
   contains:
     action:
-      description: none, promote, switchover or converge.
+      description: none, promote, switchover, finish or converge.
       type: str
     primary:
       description: The node that is (or will be) the primary.
@@ -118,6 +123,12 @@ plan:
     repoint:
       description: Replicas to point at the new primary.
       type: list
+    rejoin:
+      description: Switchover - the nodes to make replicas of the (new) primary.
+      type: list
+    resumed:
+      description: Switchover - an interrupted switchover is being finished.
+      type: bool
     lag_bytes:
       description: How far the candidate's replay is behind the most advanced known position.
       type: int
@@ -160,7 +171,8 @@ def decide(params):
                              addresses=params["addresses"])
     if mode == "resync":
         return resync_plan(nodes, params["node"])
-    return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"])
+    return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"],
+                           addresses=params["addresses"])
 
 
 def main():

@@ -213,6 +213,10 @@ def main():
                 module.fail_json(msg="not promoted: the node replayed only up to %s within %d s, not past the old "
                                      "primary's final checkpoint %s. Promoting now would lose writes."
                                      % (exc.args[0], p["timeout"], p["wait_replay_lsn"]))
+        # Recorded first: the fenced old primary already gossips this epoch naming this node,
+        # and a sentinel that saw this node writable with the older epoch would fence it. The
+        # record alone moves nothing (the DB VIP also needs the node writable).
+        record_primary(p["epoch"], p["node_name"], local=p["node_name"])
         done = query_one(conn, "SELECT pg_promote(true, %s) AS ok", (p["timeout"],))["ok"]
         if not done:
             module.fail_json(msg="pg_promote() did not finish within %d s; the node is still in recovery. Check "

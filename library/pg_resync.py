@@ -168,7 +168,7 @@ from ansible.module_utils.hastack_facts import (
 )
 from ansible.module_utils.hastack_lsn import slot_name, timeline_switchpoints
 from ansible.module_utils.hastack_plan import BASEBACKUP_ALWAYS, BASEBACKUP_NEVER, PlanError, resync_action
-from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
+from ansible.module_utils.hastack_state import FENCE_MARKER, clone_marker, record_primary, write_owned
 
 REPLICATION_CONF = "90-hastack-replication.conf"
 
@@ -361,15 +361,16 @@ class Resync:
         self.timed("stop", self.service, "stop")
         data = self.p["data_directory"]
         moved = None
-        if local.get("has_data"):
-            known_replica = local.get("standby_signal") and not local.get("fenced")
-            if known_replica:
-                shutil.rmtree(data)
-            else:
-                moved = "%s.hastack-old-%s" % (data.rstrip("/"), time.strftime("%Y%m%dT%H%M%S"))
-                os.rename(data, moved)
+        marker = clone_marker(data)
+        # A replica's copy, or a clone cut short, is only ever a copy of the primary's data;
+        # anything else may be the only copy of something: moved aside, never deleted.
+        disposable = local.get("cloning") or (local.get("standby_signal") and not local.get("fenced"))
+        if local.get("has_data") and not disposable:
+            moved = "%s.hastack-old-%s" % (data.rstrip("/"), time.strftime("%Y%m%dT%H%M%S"))
+            os.rename(data, moved)
         elif os.path.isdir(data):
             shutil.rmtree(data)
+        write_owned(marker, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()), 0o600, owner="root")
         os.mkdir(data, 0o700)
         os.chown(data, self.postgres.pw_uid, self.postgres.pw_gid)
         self.timed("slot", self.ensure_slot)
@@ -379,7 +380,9 @@ class Resync:
         rc, out, err = self.timed("pg_basebackup", self.run, cmd, True)
         self.attempts.append({"method": "basebackup", "ok": rc == 0, "output": (out + err).strip()[-2000:]})
         if rc != 0:
-            raise ResyncError("pg_basebackup from %s failed: %s" % (self.p["primary_host"], (err or out).strip()))
+            raise ResyncError("pg_basebackup from %s failed: %s. Rerun resync.yml -e node=%s: it clones again."
+                              % (self.p["primary_host"], (err or out).strip(), self.p["node_name"]))
+        os.unlink(marker)
         return moved
 
     def start_and_wait(self):

@@ -9,7 +9,7 @@ import os
 
 from ansible.module_utils.hastack_lsn import lsn_to_int, max_lsn, timeline_from_walfile
 from ansible.module_utils.hastack_quorum import read_state
-from ansible.module_utils.hastack_state import FENCE_MARKER, read_cluster_state
+from ansible.module_utils.hastack_state import FENCE_MARKER, clone_marker, read_cluster_state
 
 try:
     import psycopg
@@ -184,6 +184,7 @@ def gather_node(run_command, data_directory, bin_dir, socket_dir="/var/run/postg
         "has_data": os.path.exists(os.path.join(data_directory, "PG_VERSION")),
         "standby_signal": os.path.exists(os.path.join(data_directory, "standby.signal")),
         "fenced": os.path.exists(os.path.join(data_directory, FENCE_MARKER)),
+        "cloning": os.path.exists(clone_marker(data_directory)),
         "data_directory": data_directory,
     }
     node["history_timeline"] = newest_history_timeline(os.path.join(data_directory, "pg_wal"))

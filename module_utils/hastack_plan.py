@@ -297,10 +297,68 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
     }
 
 
-def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024):
-    """Choose what switchover.yml does; the current primary must be up."""
+def _interrupted_switchover(nodes):
+    """(old primary, candidate, epoch) of a switchover stopped after the old primary's clean
+    stop and before the promotion, or None. Only a clean stop leaves a shutdown checkpoint
+    that is the last WAL the old primary wrote; the candidate must replay past it first."""
+    reachable = _reachable(nodes)
+    epoch = max([int(f.get("epoch") or 0) for f in reachable.values()] + [0])
+    stopped = [h for h, f in reachable.items()
+               if f.get("fenced") and not f.get("running") and f.get("cluster_state") == "shut down"
+               and f.get("position_lsn") and int(f.get("epoch") or 0) == epoch]
+    if len(stopped) != 1:
+        return None
+    target = reachable[stopped[0]].get("recorded_primary")
+    facts = reachable.get(target) or {}
+    if target == stopped[0] or facts.get("role") != "replica" or facts.get("fenced"):
+        return None
+    return stopped[0], target, epoch
+
+
+def left_behind(nodes, primary, addresses=None):
+    """Nodes the last move to `primary` did not finish with: its predecessor, cleanly
+    stopped and fenced for this very move (same epoch, recording `primary`), and replicas
+    that do not stream from it. A fenced node from anything else is resync.yml's."""
+    epoch = int(nodes[primary].get("epoch") or 0)
+    address = (addresses or {}).get(primary)
+    behind = []
+    for host, facts in _reachable(nodes).items():
+        if host == primary:
+            continue
+        if facts.get("fenced"):
+            if (not facts.get("running") and facts.get("cluster_state") == "shut down"
+                    and facts.get("recorded_primary") == primary and int(facts.get("epoch") or 0) == epoch):
+                behind.append(host)
+        elif _standby(facts) and address:
+            receiver = facts.get("wal_receiver") or {}
+            if receiver.get("status") != "streaming" or receiver.get("sender_host") != address:
+                behind.append(host)
+    return sorted(behind)
+
+
+def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addresses=None):
+    """Choose what switchover.yml does; the current primary must be up, or a switchover
+    interrupted after its clean stop is finished. A re-run finishes an interrupted one
+    (promotes its candidate, or rejoins the nodes it left behind) before a new move."""
     unreachable = sorted(h for h, f in nodes.items() if not f.get("reachable", True) or f.get("failed"))
     writable = writable_nodes(nodes)
+    if not writable:
+        pending = _interrupted_switchover(nodes)
+        if pending and requested in (None, "", pending[1]):
+            old, candidate, epoch = pending
+            return {"action": "switchover", "primary": old, "candidate": candidate, "epoch": epoch,
+                    "resumed": True, "lag_bytes": 0,
+                    "rejoin": sorted(h for h in _reachable(nodes) if h != candidate),
+                    "repoint": sorted(h for h, f in _reachable(nodes).items()
+                                      if h not in (old, candidate) and f.get("role") == "replica"),
+                    "reason": "finishing the switchover from %s to %s: %s stopped cleanly at %s and is "
+                              "fenced; %s is promoted once it replayed that far"
+                              % (old, candidate, old, nodes[old]["position_lsn"], candidate)}
+        if pending:
+            raise PlanError(
+                "a switchover from %s to %s stopped after %s's clean stop; finish it first: "
+                "ansible-playbook switchover.yml (without new_primary, or with new_primary=%s)"
+                % (pending[0], pending[1], pending[0], pending[1]))
     if len(writable) != 1:
         raise PlanError(
             "a switchover needs exactly one writable primary; found %s. %s"
@@ -308,8 +366,18 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024):
                "Use failover.yml when the primary is down." if not writable
                else "Stop all but one and resync the others first."))
     primary = writable[0]
+    behind = left_behind(nodes, primary, addresses)
+    if behind:
+        if requested not in (None, "", primary):
+            raise PlanError(
+                "the last move to %s is unfinished: %s not streaming from it. Finish it first with "
+                "ansible-playbook switchover.yml (without new_primary), then move to %s."
+                % (primary, ", ".join(behind) + (" is" if len(behind) == 1 else " are"), requested))
+        return {"action": "finish", "primary": primary, "candidate": primary, "rejoin": behind, "repoint": behind,
+                "epoch": int(nodes[primary].get("epoch") or 0),
+                "reason": "%s is the primary; finishing the move to it: rejoining %s" % (primary, ", ".join(behind))}
     if requested == primary:
-        return {"action": "none", "primary": primary, "candidate": primary, "repoint": [],
+        return {"action": "none", "primary": primary, "candidate": primary, "repoint": [], "rejoin": [],
                 "reason": "%s is already the primary; nothing to do" % primary}
     replicas = {h: f for h, f in _reachable(nodes).items() if f.get("role") == "replica"}
     if requested and requested not in replicas:
@@ -338,6 +406,7 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024):
                         % ", ".join(unreachable))
     return {"action": "switchover", "primary": primary, "candidate": candidate, "epoch": next_epoch(nodes),
             "repoint": sorted(h for h in replicas if h != candidate), "lag_bytes": lag,
+            "rejoin": sorted(h for h in nodes if h != candidate),
             "reason": "planned move from %s to %s" % (primary, candidate)}
 
 
@@ -362,6 +431,12 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
     Raises PlanError when policy forbids every way.
     """
     host = local.get("host", "this node")
+    if local.get("cloning"):
+        if basebackup == BASEBACKUP_NEVER:
+            raise PlanError("%s holds a clone that was cut short and resync_basebackup=never forbids cloning it "
+                            "again" % host)
+        # Only ever a partial copy of the primary: nothing of its own to keep.
+        return "basebackup", "a clone from the primary was cut short; it is cloned again"
     if not local.get("has_data"):
         if basebackup == BASEBACKUP_NEVER:
             raise PlanError("%s has no data directory and resync_basebackup=never forbids cloning it" % host)
@@ -384,6 +459,13 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
     # what counts: WAL received past the fork but not replayed is replaced by the new
     # timeline's, as a torn last record of a dead primary always is.
     position = lsn_to_int(local.get("replay_lsn")) or lsn_to_int(local.get("position_lsn"))
+    # A former primary stopped cleanly: its shutdown checkpoint is the last WAL it wrote.
+    # If the primary's timeline forked off after it (a switchover: the candidate replayed
+    # it before its promotion), nothing diverged and it follows without pg_rewind.
+    if (local.get("fenced") and local.get("cluster_state") == "shut down" and fork is not None
+            and position is not None and position < fork):
+        return "repoint", ("a former primary that stopped cleanly at %s, before the primary's timeline forked off "
+                           "at %s: nothing diverged" % (int_to_lsn(position), int_to_lsn(fork)))
     if _standby(local) and fork is not None and position is not None and position > fork:
         # It replayed WAL of the old timeline past the point where the primary's timeline
         # forked off: it cannot follow that timeline.

@@ -98,3 +98,9 @@ def write_owned(path, content, mode=0o640, owner="postgres", dry=False):
 
 
 FENCE_MARKER = "hastack.fenced"
+
+
+def clone_marker(data_directory):
+    """Beside the data directory (pg_basebackup needs it empty): present while a clone runs,
+    so a clone cut short is recognised as one and not mistaken for another cluster."""
+    return data_directory.rstrip("/") + ".hastack-cloning"

@@ -219,6 +219,52 @@ def test_switchover_refuses_without_a_primary():
         pg.switchover_plan({"db1": dead(), "db2": replica()})
 
 
+def fenced_old_primary(epoch=3, recorded="db2", lsn="0/6000028"):
+    """What pg_fence leaves when a switchover to `recorded` stopped the primary cleanly."""
+    return stopped(fenced=True, standby_signal=True, running=False, cluster_state="shut down",
+                   position_lsn=lsn, checkpoint_lsn=lsn, epoch=epoch, recorded_primary=recorded)
+
+
+ADDRESSES = {"db1": "198.18.3.11", "db2": "198.18.3.12", "db3": "198.18.3.13"}
+
+
+def test_switchover_interrupted_after_the_clean_stop_is_resumed():
+    nodes = {"db1": fenced_old_primary(), "db2": replica("0/6000028", epoch=2),
+             "db3": replica("0/6000028", epoch=2)}
+    plan = pg.switchover_plan(nodes, addresses=ADDRESSES)
+    assert plan["action"] == "switchover" and plan["resumed"]
+    assert (plan["primary"], plan["candidate"], plan["epoch"]) == ("db1", "db2", 3)
+    assert plan["rejoin"] == ["db1", "db3"]
+    assert pg.switchover_plan(nodes, requested="db2")["resumed"]
+    with pytest.raises(PlanError, match="finish it first"):
+        pg.switchover_plan(nodes, requested="db3")
+
+
+def test_a_crashed_or_foreign_stop_is_not_resumed_as_a_switchover():
+    # Killed (not "shut down"): its last WAL position is unknown, failover.yml decides.
+    crashed = fenced_old_primary()
+    crashed["cluster_state"] = "in production"
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.switchover_plan({"db1": crashed, "db2": replica(epoch=2)})
+    # A newer epoch exists elsewhere: this stop is history.
+    with pytest.raises(PlanError, match="failover.yml"):
+        pg.switchover_plan({"db1": fenced_old_primary(epoch=3), "db2": replica(epoch=4)})
+
+
+def test_switchover_interrupted_after_the_promotion_is_finished_first():
+    nodes = {"db1": fenced_old_primary(), "db2": primary(epoch=3, recorded_primary="db2"),
+             "db3": replica(upstream="198.18.3.11", streaming=False, epoch=2)}
+    plan = pg.switchover_plan(nodes, addresses=ADDRESSES)
+    assert plan["action"] == "finish" and plan["rejoin"] == ["db1", "db3"]
+    assert pg.switchover_plan(nodes, requested="db2", addresses=ADDRESSES)["action"] == "finish"
+    with pytest.raises(PlanError, match="unfinished"):
+        pg.switchover_plan(nodes, requested="db3", addresses=ADDRESSES)
+    # A fenced node from an older move is resync.yml's, not part of this one.
+    nodes["db1"] = fenced_old_primary(epoch=2, recorded="db1")
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=3)
+    assert pg.switchover_plan(nodes, requested="db2", addresses=ADDRESSES)["action"] == "none"
+
+
 # ------------------------------------------------------------------ resync
 PRIMARY = {"system_identifier": SYSID, "address": "198.18.3.12"}
 
@@ -246,6 +292,29 @@ def test_resync_clones_an_empty_node_but_not_under_never():
     assert pg.resync_action({"has_data": False}, PRIMARY)[0] == "basebackup"
     with pytest.raises(PlanError):
         pg.resync_action({"has_data": False}, PRIMARY, basebackup=pg.BASEBACKUP_NEVER)
+
+
+def test_resync_clones_again_after_a_clone_was_cut_short():
+    # pg_basebackup writes pg_control last: a cut-short copy has no system identifier and
+    # would look like another cluster's data without the marker.
+    partial = stopped(cloning=True, system_identifier=None)
+    assert pg.resync_action(partial, PRIMARY, basebackup="safe")[0] == "basebackup"
+    with pytest.raises(PlanError, match="cut short"):
+        pg.resync_action(partial, PRIMARY, basebackup="never")
+
+
+def test_resync_repoints_a_cleanly_stopped_former_primary_the_timeline_forked_after():
+    old = fenced_old_primary(lsn="0/6000028")
+    forked_after = dict(PRIMARY, fork_lsn=pg.lsn_to_int("0/60000A0"))
+    assert pg.resync_action(old, forked_after, allow_rewind=False)[0] == "repoint"
+    # Forked before its checkpoint (a failover that did not wait for it): it diverged.
+    forked_before = dict(PRIMARY, fork_lsn=pg.lsn_to_int("0/5000000"))
+    assert pg.resync_action(old, forked_before)[0] == "rewind"
+    with pytest.raises(PlanError, match="former primary"):
+        pg.resync_action(old, forked_before, allow_rewind=False)
+    # Killed, not stopped cleanly: what it wrote last is unknown.
+    crashed = dict(old, cluster_state="in production")
+    assert pg.resync_action(crashed, forked_after)[0] == "rewind"
 
 
 def test_resync_never_overwrites_another_clusters_primary_data():

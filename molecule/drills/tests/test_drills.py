@@ -312,6 +312,79 @@ def test_failover_interrupted_after_the_promotion_is_finished_by_the_next_run(wr
     rejoin(old)
 
 
+def interrupted(name, until, *extra):
+    """Run a playbook and kill the controller once until() holds: the playbook, its forks
+    and the module each of them runs on a host (pipelined: a bare python3)."""
+    argv, env = playbook_command(name, *extra)
+    controller = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(until, timeout=60, message=f"{name} to get there", interval=0.05)
+    finally:
+        assert os.getpgid(controller.pid) == controller.pid != os.getpgid(0)
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait()
+        for node in NODES:
+            sh(node, "pkill -KILL -f '^/usr/bin/python3$'; true")
+
+
+def cluster_follows(primary):
+    for node in NODES:
+        if node != primary:
+            wait_until(lambda n=node: streams_from(n, primary), timeout=20, message=f"{node} streaming from {primary}")
+        assert epoch(node) == epoch(primary)
+
+
+def test_switchover_interrupted_before_the_promotion_is_resumed_by_the_next_run(writer):
+    old = one_writable_vip_holder()
+    candidate = sorted(n for n in NODES if n != old)[0]
+    # The candidate holds its replay: the controller then waits in the promotion step for
+    # the old primary's final checkpoint, and dies there.
+    psql(candidate, "SELECT pg_wal_replay_pause()")
+    try:
+        interrupted("switchover.yml", lambda: sh(old, "pg_isready -q").returncode != 0,
+                    "-e", f"new_primary={candidate}")
+        time.sleep(0.5)
+    finally:
+        psql(candidate, "SELECT pg_wal_replay_resume()")
+    assert writable_nodes() == [] and fenced(old)
+    result = run("switchover.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Resumed an interrupted switchover" in result.stdout
+    assert one_writable_vip_holder() == candidate
+    cluster_follows(candidate)
+    finish(writer, candidate)
+
+
+def test_switchover_interrupted_after_the_promotion_is_finished_by_the_next_run(writer):
+    old = one_writable_vip_holder()
+    candidate = sorted(n for n in NODES if n != old)[0]
+    interrupted("switchover.yml", lambda: is_writable(candidate), "-e", f"new_primary={candidate}")
+    # Without new_primary: a re-run must finish this move, not start another one.
+    result = run("switchover.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "SWITCHOVER FINISHED" in result.stdout
+    assert one_writable_vip_holder() == candidate
+    cluster_follows(candidate)
+    finish(writer, candidate)
+
+
+def test_a_clone_cut_short_is_cloned_again_by_the_next_resync(writer):
+    primary = one_writable_vip_holder()
+    node = sorted(n for n in NODES if n != primary)[0]
+    sh(node, f"systemctl stop postgresql@15-main && rm -rf {DATA}")  # a replaced disk
+    # pg_basebackup dies half-way (the host's power, an OOM kill): pg_control, which it
+    # copies last, is missing, so the copy looks like no cluster at all.
+    subprocess.run(["podman", "exec", "-d", node, "sh", "-c",
+                    f"until [ -e {DATA}/PG_VERSION ]; do sleep 0.005; done; pkill -KILL -x pg_basebackup"], check=True)
+    result = run("resync.yml", "-e", f"node={node}")
+    assert result.returncode != 0 and "it clones again" in result.stdout
+    assert sh(node, f"test -e {DATA}.hastack-cloning && test ! -e {DATA}/global/pg_control").returncode == 0
+    rejoin(node)
+    assert sh(node, f"ls -d {DATA}.hastack-* 2>/dev/null").stdout.strip() == ""  # nothing moved aside
+    finish(writer, primary)
+
+
 def test_synchronous_failover_refuses_while_a_replica_is_unreachable_unless_told(writer):
     old = one_writable_vip_holder()
     missing = [n for n in NODES if n != old][1]
