@@ -78,6 +78,29 @@ def test_cluster_streams_in_synchronous_mode():
                    "at timestamptz DEFAULT clock_timestamp())")
 
 
+def test_check_mode_tells_the_truth_about_a_converged_cluster():
+    """--check --diff on the converged cluster predicts no change; a file changed by hand
+    shows up as a change with its diff and stays as it is; a host site.yml never finished
+    is refused before anything runs."""
+    sh("fo-db2", "echo '# by hand' >> /etc/postgresql/15/main/conf.d/50-hastack.conf")
+    try:
+        result = playbook("site.yml", "--check", "--diff")
+        assert result.returncode == 0, result.stdout[-3000:]
+        changed = recap_changed(result.stdout)
+        assert changed["fo-db1"] == changed["fo-db3"] == 0 and changed["fo-db2"] >= 1, changed
+        assert "-# by hand" in result.stdout
+        assert "# by hand" in sh("fo-db2", "cat /etc/postgresql/15/main/conf.d/50-hastack.conf").stdout
+    finally:
+        sh("fo-db2", "sed -i '/^# by hand$/d' /etc/postgresql/15/main/conf.d/50-hastack.conf")
+    sh("fo-db3", "mv /var/lib/hastack/converged /var/lib/hastack/converged.away")
+    try:
+        refused = playbook("site.yml", "--check")
+    finally:
+        sh("fo-db3", "mv /var/lib/hastack/converged.away /var/lib/hastack/converged")
+    assert refused.returncode != 0 and "fo-db3 was never converged by site.yml" in refused.stdout
+    assert "TASK [common" not in refused.stdout
+
+
 def test_failover_after_sigkill_keeps_every_acknowledged_write():
     writer = Writer("fo-db1")
     writer.start()
