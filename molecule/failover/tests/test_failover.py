@@ -6,6 +6,7 @@ the database acknowledged; after each change of primary, every acknowledged id m
 on the new primary (synchronous mode, ANY 1).
 """
 
+import json
 import pathlib
 import re
 import sys
@@ -99,6 +100,29 @@ def test_check_mode_tells_the_truth_about_a_converged_cluster():
         sh("fo-db3", "mv /var/lib/hastack/converged.away /var/lib/hastack/converged")
     assert refused.returncode != 0 and "fo-db3 was never converged by site.yml" in refused.stdout
     assert "TASK [common" not in refused.stdout
+
+
+def test_status_reports_the_cluster_and_fails_while_it_is_unhealthy(tmp_path):
+    result = playbook("status.yml", "-e", "status_format=json", "-e", f"status_output={tmp_path}/status.json")
+    assert result.returncode == 0, result.stdout[-3000:]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["healthy"] and status["primary"] == "fo-db1"
+    rows = {r["node"]: r for r in status["nodes"]}
+    assert rows["fo-db1"]["role"] == "primary" and rows["fo-db1"]["vips"] == []
+    assert {rows[n]["sync_state"] for n in ("fo-db2", "fo-db3")} == {"quorum"}
+    table = playbook("status.yml")
+    assert table.returncode == 0 and "HEALTHY: primary fo-db1" in table.stdout
+    sh("fo-db3", "systemctl stop postgresql@15-main")
+    try:
+        sick = playbook("status.yml", "-e", "status_format=json", "-e", f"status_output={tmp_path}/sick.json")
+        assert sick.returncode != 0 and "UNHEALTHY" in sick.stdout
+        problems = json.loads((tmp_path / "sick.json").read_text())["problems"]
+        assert {"severity": "critical", "what": "fo-db3 is stopped",
+                "do": "ansible-playbook resync.yml -e node=fo-db3"} in problems, problems
+    finally:
+        sh("fo-db3", "systemctl start postgresql@15-main")
+    wait_until(lambda: psql("fo-db1", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "2",
+               timeout=30, message="fo-db3 streaming again")
 
 
 def test_failover_after_sigkill_keeps_every_acknowledged_write():
