@@ -22,6 +22,11 @@ if grep -Eq 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' <<<"$recap"; then
 fi
 
 echo
+echo "== The first backups (a dump and a base backup for PITR), so the status below is healthy"
+ansible -i "$inventory" backup -b -m ansible.builtin.command -a "/usr/local/sbin/hastack-backup dump" > "$log.dump"
+ansible -i "$inventory" backup -b -m ansible.builtin.command -a "/usr/local/sbin/hastack-backup base" > "$log.base"
+
+echo
 echo "== What was built"
 ansible-playbook -i "$inventory" status.yml | sed -n '/msg:/,/^$/p'
 echo "Every host: common baseline (chrony, admin user, hardened sshd, security updates)."
@@ -39,6 +44,12 @@ if [ "$lost" != 0 ]; then
   echo "demo: acknowledged writes were lost" >&2
   exit 1
 fi
+echo
+echo "== The cluster after the drill"
+# Printed, not judged: right after the switch back, the WAL archiver may still be
+# reconnecting to the new primary (it retries by itself within seconds).
+ansible-playbook -i "$inventory" status.yml > "$log.status" || true
+sed -n '/msg:/,/^$/p' "$log.status"
 echo
 echo "demo: lab converged, second run changed=0, failover drill passed. Next:"
 echo "  export ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass"
