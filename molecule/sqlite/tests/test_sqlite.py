@@ -10,16 +10,21 @@ import time
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import sh, wait_until
+from hastack_testlib import holds, playbook, sh, wait_until
 
 ACTIVE, STANDBY, BACKUP = "sq-app1", "sq-app2", "sq-backup1"
 ACTIVE_URL = "http://198.18.7.21:8000"
+APP_VIP = "198.18.7.101"
 DB = "/var/lib/hastack-app/app.db"
 RESTORED = "/tmp/restored.db"
 
 
-def http(method, path, body=None):
-    request = urllib.request.Request(ACTIVE_URL + path, method=method, data=body and json.dumps(body).encode(),
+def flat(result):
+    return " ".join(result.stdout.split())
+
+
+def http(method, path, body=None, base=ACTIVE_URL):
+    request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, json.loads(response.read())
@@ -46,8 +51,8 @@ def restore_on(node):
     return int(rows), integrity
 
 
-def lag():
-    result = sh(ACTIVE, "hastack-litestream-lag", timeout=120)
+def lag(node=ACTIVE):
+    result = sh(node, "hastack-litestream-lag", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.splitlines()[0])
 
@@ -59,9 +64,12 @@ def unit(node, name, prop):
 def test_only_the_active_app_server_runs_the_app_and_litestream():
     for name in ("hastack-app", "litestream"):
         assert unit(ACTIVE, name, "ActiveState") == "active", name
-        assert unit(ACTIVE, name, "UnitFileState") == "enabled", name
         assert unit(STANDBY, name, "ActiveState") == "inactive", name
+        # Neither starts at boot: a returning active server may have been replaced.
+        assert unit(ACTIVE, name, "UnitFileState") == "disabled", name
         assert unit(STANDBY, name, "UnitFileState") == "disabled", name
+    wait_until(lambda: holds(ACTIVE, APP_VIP), timeout=20, message=f"the app VIP on {ACTIVE}")
+    assert not holds(STANDBY, APP_VIP)
     # Installed and ready on the standby, but no database of its own: it never wrote one.
     installed = "test -x /opt/hastack-app/venv/bin/gunicorn && test -x /usr/local/bin/litestream"
     assert sh(STANDBY, installed).returncode == 0
@@ -101,3 +109,6 @@ def test_the_lag_probe_tells_a_stalled_replica_from_a_current_one():
     finally:
         assert sh(ACTIVE, "systemctl start litestream").returncode == 0
     wait_until(lambda: lag()["lag_seconds"] == 0, timeout=30, message="the replica caught up again", interval=1)
+    status = playbook("status.yml")
+    assert status.returncode == 0 and '"lag_seconds": 0' in flat(status).replace('\\"', '"'), flat(status)[-2000:]
+
