@@ -16,7 +16,7 @@ MAX_TEXT = 200
 
 def create_app(database_url=None):
     app = Flask(__name__)
-    store = db.Store(database_url or os.environ.get("DATABASE_URL", ""))
+    store = db.open_store(database_url or os.environ.get("DATABASE_URL", ""))
     app.extensions["hastack_store"] = store
 
     @app.get("/health")
@@ -25,7 +25,7 @@ def create_app(database_url=None):
             state = store.health()
         except db.Unavailable as exc:
             return jsonify(status="error", database="unreachable", error=str(exc)), 503
-        return jsonify(status="ok", database="reachable", **state), 200
+        return jsonify(status="ok", **state), 200
 
     @app.post("/api/entries")
     def add_entry():

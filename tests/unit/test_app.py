@@ -9,7 +9,7 @@ import pytest
 sys.dont_write_bytecode = True  # roles/app copies app/ to the servers as it is
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "app"))
 
-from hastack_app import _valid_entry, create_app  # noqa: E402
+from hastack_app import _valid_entry, create_app, db  # noqa: E402
 
 # Nothing listens on port 1: every connection is refused at once.
 UNREACHABLE = "postgresql://hastack:x@127.0.0.1:1/hastack"
@@ -33,11 +33,11 @@ def test_valid_entry_is_trimmed_and_defaults_to_one_minute():
         {"machine": "lathe", "member": "ana", "minutes": 1}, None)
 
 
-def test_sqlite_and_unknown_urls_are_refused_with_a_reason():
-    with pytest.raises(NotImplementedError, match="postgresql://"):
-        create_app("sqlite:///var/lib/app.db")
+def test_unknown_urls_are_refused_with_a_reason():
     with pytest.raises(ValueError, match="postgresql://"):
         create_app("mysql://x")
+    with pytest.raises(ValueError, match="sqlite:///PATH"):
+        create_app("sqlite:///")
 
 
 def test_unreachable_database_answers_503_and_saves_nothing():
@@ -48,3 +48,65 @@ def test_unreachable_database_answers_503_and_saves_nothing():
     response = client.post("/api/entries", json={"machine": "lathe", "member": "ana"})
     assert response.status_code == 503 and "not saved" in response.get_json()["error"]
     assert client.post("/api/entries", json={"machine": ""}).status_code == 400
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    url = "sqlite:///" + str(tmp_path / "app.db")
+    assert url.startswith("sqlite:////")
+    return url
+
+
+def test_sqlite_migrations_apply_once_in_wal_mode(sqlite_url, tmp_path):
+    assert db.migrate(sqlite_url) == ["001_usage_entries.sql"]
+    assert db.migrate(sqlite_url) == []
+    conn = db.sqlite_connect(str(tmp_path / "app.db"))
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == db.BUSY_TIMEOUT_MS
+    with pytest.raises(db.sqlite3.IntegrityError):
+        conn.execute("INSERT INTO usage_entries (machine, member, minutes) VALUES ('a', 'b', 0)")
+
+
+def test_every_postgresql_migration_has_a_sqlite_variant():
+    names = sorted(p.name for p in db.MIGRATIONS.glob("*.sql"))
+    assert names and names == sorted(p.name for p in db.SQLITE_MIGRATIONS.glob("*.sql"))
+
+
+def test_sqlite_mode_serves_the_same_endpoints(sqlite_url):
+    db.migrate(sqlite_url)
+    client = create_app(sqlite_url).test_client()
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.get_json()["database"] == "sqlite" and health.get_json()["journal_mode"] == "wal"
+    ids = [client.post("/api/entries", json={"machine": "lathe", "member": "ana", "minutes": 5}).get_json()["id"]
+           for _ in range(3)]
+    assert ids == [1, 2, 3]
+    assert client.post("/api/entries", json={"machine": "lathe"}).status_code == 400
+    assert client.get("/api/entries/count").get_json() == {"count": 3}
+
+
+def test_sqlite_app_never_creates_a_missing_database(sqlite_url, tmp_path):
+    client = create_app(sqlite_url).test_client()
+    assert client.get("/health").status_code == 503
+    response = client.post("/api/entries", json={"machine": "lathe", "member": "ana"})
+    assert response.status_code == 503 and "not saved" in response.get_json()["error"]
+    assert not (tmp_path / "app.db").exists()
+
+
+def test_sqlite_write_waits_for_a_lock_then_answers_503(sqlite_url, tmp_path, monkeypatch):
+    db.migrate(sqlite_url)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)
+    holder = db.sqlite_connect(str(tmp_path / "app.db"))
+    holder.execute("BEGIN IMMEDIATE")
+    client = create_app(sqlite_url).test_client()
+    response = client.post("/api/entries", json={"machine": "lathe", "member": "ana"})
+    assert response.status_code == 503 and "locked" in response.get_json()["detail"]
+    holder.execute("ROLLBACK")
+    assert client.post("/api/entries", json={"machine": "lathe", "member": "ana"}).status_code == 201
+    assert client.get("/api/entries/count").get_json() == {"count": 1}
+
+
+def test_migration_statements_are_split_like_sqlite_would():
+    script = "-- c\nCREATE TABLE t (a TEXT DEFAULT ';');\nCREATE INDEX i ON t (a);\n"
+    assert [s.strip() for s in db._statements(script)] == [
+        "CREATE TABLE t (a TEXT DEFAULT ';');", "CREATE INDEX i ON t (a);"]

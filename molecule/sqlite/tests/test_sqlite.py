@@ -1,0 +1,114 @@
+"""The SQLite path on real hosts: only the active app server runs the app and Litestream,
+rows written through the app reach the sftp replica on the backup host and restore
+elsewhere intact, and the lag probe tells a current replica from a stalled one. The tests
+run in order on one converge."""
+
+import json
+import pathlib
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from hastack_testlib import holds, playbook, sh, wait_until
+
+ACTIVE, STANDBY, BACKUP = "sq-app1", "sq-app2", "sq-backup1"
+ACTIVE_URL = "http://198.18.7.21:8000"
+APP_VIP = "198.18.7.101"
+DB = "/var/lib/hastack-app/app.db"
+RESTORED = "/tmp/restored.db"
+
+
+def flat(result):
+    return " ".join(result.stdout.split())
+
+
+def http(method, path, body=None, base=ACTIVE_URL):
+    request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def post_entries(count):
+    for i in range(count):
+        status, reply = http("POST", "/api/entries", {"machine": "lathe", "member": f"m{i}", "minutes": 3})
+        assert status == 201, reply
+    return http("GET", "/api/entries/count")[1]["count"]
+
+
+def restore_on(node):
+    """(rows, integrity) of the newest replica restored on node, or None if the restore failed."""
+    result = sh(node, f"rm -f {RESTORED}* && litestream restore -config /etc/litestream.yml -no-expand-env "
+                      f"-o {RESTORED} {DB}", timeout=120)
+    if result.returncode != 0:
+        print(result.stdout, result.stderr)
+        return None
+    query = sh(node, f"python3 -c \"import sqlite3; c = sqlite3.connect('{RESTORED}'); "
+                     "print(c.execute('SELECT count(*) FROM usage_entries').fetchone()[0], "
+                     "c.execute('PRAGMA integrity_check').fetchone()[0])\"")
+    rows, integrity = query.stdout.split()
+    return int(rows), integrity
+
+
+def lag(node=ACTIVE):
+    result = sh(node, "hastack-litestream-lag", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.splitlines()[0])
+
+
+def unit(node, name, prop):
+    return sh(node, f"systemctl show -p {prop} --value {name}").stdout.strip()
+
+
+def test_only_the_active_app_server_runs_the_app_and_litestream():
+    for name in ("hastack-app", "litestream"):
+        assert unit(ACTIVE, name, "ActiveState") == "active", name
+        assert unit(STANDBY, name, "ActiveState") == "inactive", name
+        # Neither starts at boot: a returning active server may have been replaced.
+        assert unit(ACTIVE, name, "UnitFileState") == "disabled", name
+        assert unit(STANDBY, name, "UnitFileState") == "disabled", name
+    wait_until(lambda: holds(ACTIVE, APP_VIP), timeout=20, message=f"the app VIP on {ACTIVE}")
+    assert not holds(STANDBY, APP_VIP)
+    # Installed and ready on the standby, but no database of its own: it never wrote one.
+    installed = "test -x /opt/hastack-app/venv/bin/gunicorn && test -x /usr/local/bin/litestream"
+    assert sh(STANDBY, installed).returncode == 0
+    assert sh(STANDBY, f"test -e {DB}").returncode != 0
+
+
+def test_health_reports_sqlite_in_wal_mode():
+    status, health = http("GET", "/health")
+    assert status == 200
+    assert health["database"] == "sqlite" and health["journal_mode"] == "wal" and health["node"] == "app1"
+
+
+def test_rows_written_on_the_active_server_restore_on_the_standby():
+    count = post_entries(25)
+    assert count >= 25
+    # Restored on the standby from the replica on the backup host: what a failover does.
+    wait_until(lambda: restore_on(STANDBY) == (count, "ok"), timeout=30,
+               message=f"a restore on {STANDBY} with {count} rows passing integrity_check")
+    assert sh(BACKUP, "ls /srv/litestream/app/ltx/0 | grep -c '[.]ltx$'").stdout.strip() not in ("", "0")
+
+
+def test_the_replica_key_gives_sftp_only():
+    result = sh(ACTIVE, "ssh -i /etc/litestream/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no "
+                        "-o UserKnownHostsFile=/dev/null litestream@198.18.7.31 echo shell-reached", timeout=30)
+    assert "shell-reached" not in result.stdout
+
+
+def test_the_lag_probe_tells_a_stalled_replica_from_a_current_one():
+    post_entries(1)
+    wait_until(lambda: lag()["lag_seconds"] == 0, timeout=30, message="the replica caught up", interval=1)
+    assert sh(ACTIVE, "systemctl stop litestream").returncode == 0
+    try:
+        time.sleep(2)
+        post_entries(1)
+        stalled = lag()
+        assert stalled["lag_seconds"] is not None and stalled["lag_seconds"] >= 2, stalled
+    finally:
+        assert sh(ACTIVE, "systemctl start litestream").returncode == 0
+    wait_until(lambda: lag()["lag_seconds"] == 0, timeout=30, message="the replica caught up again", interval=1)
+    status = playbook("status.yml")
+    assert status.returncode == 0 and '"lag_seconds": 0' in flat(status).replace('\\"', '"'), flat(status)[-2000:]
+
