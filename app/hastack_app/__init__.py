@@ -9,7 +9,7 @@ import os
 
 from flask import Flask, jsonify, request
 
-from hastack_app import db
+from hastack_app import db, uploads
 
 MAX_TEXT = 200
 
@@ -18,6 +18,7 @@ def create_app(database_url=None):
     app = Flask(__name__)
     store = db.open_store(database_url or os.environ.get("DATABASE_URL", ""))
     app.extensions["hastack_store"] = store
+    uploads.init_app(app)  # files: the same in every database mode
 
     @app.get("/health")
     def health():
