@@ -18,6 +18,13 @@ WAL = "/var/backups/hastack/wal"
 ARCHIVER = "hastack-pg-receivewal"
 VIP = "198.18.5.100"
 STATE = {}
+APP = "bk-db2"  # plays the app server for the files parts (molecule.yml)
+UPLOADS = "/srv/hastack-app/uploads"
+CONFIG = "/etc/hastack-app-demo"
+UPLOADS_PART = f"files {APP}:{UPLOADS}"
+CONFIG_PART = f"files {APP}:{CONFIG}"
+APP_ENV = ("DATABASE_URL=postgresql://hastack:Db-Pw-4711@198.18.5.100:5432/hastack\n"
+           "SECRET_KEY=flask-secret-4711\nPORT=8000\n")
 
 
 def flat(result):
@@ -78,7 +85,17 @@ def test_the_backup_host_may_copy_offsite():
     sh("bk-db2", f"echo '{key}' >> /home/hastack/.ssh/authorized_keys")
 
 
+def fill_app_folders():
+    """25 uploads (one in a sub-folder, owned by a user the backup host does not have) and
+    the app's configuration with secrets in it."""
+    sh(APP, f"useradd --system --uid 990 demo-app 2>/dev/null; mkdir -p {UPLOADS}/2026/11 {CONFIG} && "
+            f"for i in $(seq 1 24); do head -c $((i * 1000)) /dev/urandom > {UPLOADS}/upload-$i.bin; done && "
+            f"echo 'a photo' > {UPLOADS}/2026/11/photo.jpg && chown -R 990:990 {UPLOADS} && "
+            f"printf '{APP_ENV}' > {CONFIG}/app.env && chmod 700 {CONFIG} && chmod 600 {CONFIG}/app.env")
+
+
 def test_a_dump_has_a_manifest_with_counts_checksums_and_its_source():
+    fill_app_folders()
     psql("bk-db1", "SET ROLE hastack; CREATE TABLE machines (id serial PRIMARY KEY, name text); "
                    "INSERT INTO machines (name) SELECT 'm' || g FROM generate_series(1, 500) g")
     name = dump()
@@ -88,11 +105,75 @@ def test_a_dump_has_a_manifest_with_counts_checksums_and_its_source():
     assert data["source"]["node"] == "bk-db1" and data["source"]["role"] == "primary"
     assert data["source"]["server_version"].startswith("15.")
     parts = {part["name"]: part for part in data["parts"]}
-    assert set(parts) == {"database hastack", "globals"} and all(p["ok"] for p in parts.values())
+    assert set(parts) == {"database hastack", "globals", UPLOADS_PART, CONFIG_PART}
+    assert all(p["ok"] for p in parts.values()), parts
     assert parts["database hastack"]["row_counts"] == {"public.machines": 500}
     content = subprocess_bytes(f"{DUMPS}/{name}/hastack.dump")
     assert hashlib.sha256(content).hexdigest() == parts["database hastack"]["sha256"]
     assert len(content) == parts["database hastack"]["size"]
+
+
+def archive_listing(path):
+    return sh(BACKUP, f"tar -tvzf {path} --numeric-owner").stdout.splitlines()
+
+
+def test_the_files_and_configuration_are_in_the_same_backup_and_manifest():
+    name = STATE["first"]
+    parts = {part["name"]: part for part in manifest(name)["parts"]}
+    uploads, config = parts[UPLOADS_PART], parts[CONFIG_PART]
+    for part in (uploads, config):
+        content = subprocess_bytes(f"{DUMPS}/{name}/{part['file']}")
+        assert hashlib.sha256(content).hexdigest() == part["sha256"] and len(content) == part["size"]
+    assert uploads["file_count"] == 25 and config["file_count"] == 1
+    listing = archive_listing(f"{DUMPS}/{name}/{uploads['file']}")
+    assert any(line.endswith(" 2026/11/photo.jpg") and " 990/990 " in line for line in listing), listing
+    assert any(line.endswith(" upload-24.bin") and " 24000 " in line for line in listing), listing
+    env = sh(BACKUP, f"tar -xzOf {DUMPS}/{name}/{config['file']} app.env").stdout
+    assert env == ("DATABASE_URL=postgresql://hastack:REDACTED@198.18.5.100:5432/hastack\n"
+                   "SECRET_KEY=REDACTED\nPORT=8000\n")
+    assert config["redacted"] == ["app.env: DATABASE_URL (password in URL)", "app.env: SECRET_KEY"]
+    # Nowhere on the backup host's disks, staging included.
+    assert sh(BACKUP, "grep -rl -D skip -e Db-Pw-4711 -e flask-secret-4711 /var/backups /run /tmp /root").stdout == ""
+
+
+def test_the_files_key_can_only_read_the_listed_folders():
+    ssh = "ssh -o BatchMode=yes -i /root/.ssh/hastack_backup_files hastack-backup@198.18.5.12"
+    for command in ("id", "cat /etc/shadow", "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/shadow"):
+        result = sh(BACKUP, f"{ssh} {command}")
+        assert result.returncode != 0 and "refused" in result.stderr, (command, result)
+    write = sh(BACKUP, f"rsync -a -e 'ssh -o BatchMode=yes -i /root/.ssh/hastack_backup_files' /etc/hostname "
+                       f"hastack-backup@198.18.5.12:{UPLOADS}/")
+    assert write.returncode != 0 and "refused" in write.stderr
+    assert sh(APP, f"test -e {UPLOADS}/hostname").returncode != 0
+    # The key is accepted from the backup host only.
+    key = sh(BACKUP, "cat /root/.ssh/hastack_backup_files").stdout
+    sh("bk-db1", f"umask 077; printf '%s' '{key}' > /root/k")
+    elsewhere = sh("bk-db1", "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -i /root/k hastack-backup@198.18.5.12 "
+                             f"rsync --server --sender -logDtpre.iLsfxCIvu . {UPLOADS}/")
+    sh("bk-db1", "rm -f /root/k")
+    assert elsewhere.returncode != 0 and "Permission denied" in elsewhere.stderr, elsewhere
+
+
+def test_a_failing_files_part_is_reported_and_the_rest_is_kept():
+    sh(APP, f"mv {UPLOADS} {UPLOADS}.away")
+    try:
+        result = sh(BACKUP, "hastack-backup dump", timeout=300)
+    finally:
+        sh(APP, f"mv {UPLOADS}.away {UPLOADS}")
+    assert result.returncode == 1
+    name = backups()[-1]
+    data = manifest(name)
+    parts = {part["name"]: part for part in data["parts"]}
+    assert data["ok"] is False and parts[UPLOADS_PART]["ok"] is False
+    assert "rsync from bk-db2:/srv/hastack-app/uploads failed" in parts[UPLOADS_PART]["error"]
+    assert "No such file or directory" in parts[UPLOADS_PART]["error"]
+    for kept in ("database hastack", "globals", CONFIG_PART):
+        assert parts[kept]["ok"] is True
+        assert sh(BACKUP, f"test -s {DUMPS}/{name}/{parts[kept]['file']}").returncode == 0
+    assert f"backup {name} incomplete: {UPLOADS_PART}" in sh(
+        BACKUP, "journalctl -t hastack-backup-alert --no-pager").stdout
+    # Out of the way of the retention and verification tests below.
+    sh(BACKUP, f"rm -rf {DUMPS}/{name}")
 
 
 def subprocess_bytes(path):
@@ -133,6 +214,19 @@ def test_verification_restores_good_dumps_and_reports_a_corrupt_one():
         assert f"PASS {older}" in flat(result)
     assert "verification failed for " + newest in sh(BACKUP, "journalctl -t hastack-backup-alert --no-pager").stdout
     STATE["good"] = backups()[-2]
+
+
+def test_verification_checks_the_files_archives_against_the_manifest():
+    older = backups()[0]
+    path = f"{DUMPS}/{older}/manifest.json"
+    sh(BACKUP, f"cp -p {path} /root/manifest.json && sed -i 's/\"file_count\": 25/\"file_count\": 26/' {path}")
+    try:
+        result = playbook("verify_backups.yml", "-e", "verify_which=all")
+    finally:
+        sh(BACKUP, f"cp -p /root/manifest.json {path}")
+    assert f"FAIL {older}" in flat(result)
+    assert f"{UPLOADS_PART}: the archive holds 25 files, the manifest says 26" in flat(result)
+    assert f"PASS {backups()[1]}" in flat(result)
 
 
 def test_the_freshness_check_sees_a_recent_successful_backup():
@@ -183,6 +277,43 @@ def test_replacing_the_live_database_needs_the_confirmation():
     assert result.returncode == 0
     assert psql("bk-db1", "SELECT count(*) FROM machines") == "500"
     assert "hastack_before_restore_" in psql("bk-db1", "SELECT string_agg(datname, ' ') FROM pg_database")
+
+
+def uploads_tree(path):
+    return sh(APP, f"cd {path} && find . -type f -printf '%P %s %U %m\\n' | sort").stdout
+
+
+def test_restore_brings_back_the_files_into_a_new_folder():
+    before = uploads_tree(UPLOADS)
+    sh(APP, f"rm {UPLOADS}/upload-3.bin {UPLOADS}/2026/11/photo.jpg")  # the accident
+    result = playbook("restore.yml", "-e", "restore_part=files", "-e", f"restore_backup={STATE['good']}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    target = f"{UPLOADS}.restored-{STATE['good'].lower()}"
+    assert f"{UPLOADS_PART} restored into {target}: 25 files (manifest: 25)" in flat(result)
+    assert uploads_tree(target) == before
+    assert sh(APP, f"test -e {UPLOADS}/upload-3.bin").returncode != 0  # the live folder is untouched
+    assert "REDACTED" in sh(APP, f"cat {CONFIG}.restored-{STATE['good'].lower()}/app.env").stdout
+    STATE["before_accident"] = before
+
+
+def test_restoring_files_in_place_needs_the_confirmation_and_never_for_redacted_configuration():
+    good = STATE["good"]
+    result = playbook("restore.yml", "-e", "restore_part=files", "-e", f"restore_backup={good}",
+                      "-e", f"restore_files_only={APP}:{UPLOADS}", "-e", "restore_files_in_place=true")
+    assert result.returncode != 0 and f"restore_files_confirm={APP}:{UPLOADS}" in flat(result)
+    result = playbook("restore.yml", "-e", "restore_part=files", "-e", f"restore_backup={good}",
+                      "-e", f"restore_files_only={APP}:{CONFIG}", "-e", "restore_files_in_place=true",
+                      "-e", f"restore_files_confirm={APP}:{CONFIG}")
+    assert result.returncode != 0 and "REDACTED in place of its secrets" in flat(result)
+    assert "flask-secret-4711" in sh(APP, f"cat {CONFIG}/app.env").stdout
+    result = playbook("restore.yml", "-e", "restore_part=files", "-e", f"restore_backup={good}",
+                      "-e", f"restore_files_only={APP}:{UPLOADS}", "-e", "restore_files_in_place=true",
+                      "-e", f"restore_files_confirm={APP}:{UPLOADS}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert uploads_tree(UPLOADS) == STATE["before_accident"]
+    kept = sh(APP, f"ls -d {UPLOADS}.before-restore-*").stdout.split()
+    assert len(kept) == 1 and sh(APP, f"test -e {kept[0]}/upload-3.bin").returncode != 0
+    assert sh(APP, f"stat -c '%u %a' {UPLOADS}").stdout.strip() == "990 755"
 
 
 def test_dumps_base_backups_and_verification_are_scheduled():
