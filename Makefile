@@ -13,12 +13,14 @@ export NO_COLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
+VARIANT ?= postgresql
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 .PHONY: help demo test venv host image images lab lab-down lab-status converge lint unit molecule clean
 
 help:
 	@echo "make demo       build the lab and converge site.yml on it (installs what it needs)"
+	@echo "make demo VARIANT=sqlite   the SQLite path instead (Litestream, no database hosts)"
 	@echo "make test       lint, unit tests and every Molecule scenario (installs what it needs)"
 	@echo "make lab        create or start the lab hosts      make lab-down   remove them"
 	@echo "make converge   run site.yml on the lab            make molecule SCENARIOS=default"
@@ -56,7 +58,7 @@ converge: lab
 	ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass ansible-playbook -i inventories/lab site.yml
 
 demo: lab
-	bash scripts/demo.sh
+	VARIANT=$(VARIANT) bash scripts/demo.sh
 
 lint: venv
 	yamllint -s .

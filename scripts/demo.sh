@@ -6,9 +6,14 @@
 # Called by `make demo` after `make lab`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-inventory=inventories/lab
 export ANSIBLE_VAULT_PASSWORD_FILE=$PWD/.lab/vault-pass
 log=$(mktemp -d)/site
+case "${VARIANT:-postgresql}" in
+  postgresql) ;;
+  sqlite) exec bash scripts/demo-sqlite.sh ;;
+  *) echo "demo: VARIANT must be postgresql or sqlite" >&2; exit 2 ;;
+esac
+inventory=inventories/lab
 
 echo "== site.yml, first run"
 ansible-playbook -i "$inventory" site.yml | tee "$log.1"

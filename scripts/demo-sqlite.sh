@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make demo VARIANT=sqlite`: the SQLite path on the lab's app and backup hosts
+# (inventories/lab-sqlite): converge site.yml twice (the second must change nothing), show
+# the status, write entries through the app VIP and prove they are in Litestream's replica
+# on backup1 by restoring it on app2. Use a fresh lab (make lab-down first) when the lab
+# ran the PostgreSQL variant before.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+inventory=inventories/lab-sqlite
+export ANSIBLE_VAULT_PASSWORD_FILE=$PWD/.lab/vault-pass
+vault=(-e @inventories/lab/group_vars/all/vault.yml)
+log=$(mktemp -d)/site
+
+echo "== site.yml (SQLite variant), first run"
+ansible-playbook -i "$inventory" "${vault[@]}" site.yml | tee "$log.1"
+echo "== site.yml, second run (must report changed=0)"
+ansible-playbook -i "$inventory" "${vault[@]}" site.yml > "$log.2"
+recap=$(sed -n '/^PLAY RECAP/,/^$/p' "$log.2")
+echo "$recap"
+if grep -Eq 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' <<<"$recap"; then
+  echo "demo: the second run changed something; the roles are not idempotent (log: $log.2)" >&2
+  exit 1
+fi
+
+echo
+echo "== Entries through the app VIP, then Litestream's replica restored on app2"
+for i in $(seq 1 20); do
+  curl -fsS -X POST -H 'Content-Type: application/json' \
+    -d "{\"machine\": \"lathe\", \"member\": \"demo $i\", \"minutes\": 5}" http://198.18.1.101:8000/api/entries > /dev/null
+done
+count=$(curl -fsS http://198.18.1.101:8000/api/entries/count)
+echo "app VIP: $count"
+sleep 2  # Litestream's sync interval (1 s) and one sync
+ansible -i "$inventory" "${vault[@]}" app2 -b -m ansible.builtin.shell -a \
+  "rm -f /tmp/demo-restore.db*; litestream restore -config /etc/litestream.yml -o /tmp/demo-restore.db /var/lib/hastack-app/app.db \
+   && python3 -c \"import sqlite3; c = sqlite3.connect('/tmp/demo-restore.db'); \
+   print('replica restored on app2:', c.execute('SELECT count(*) FROM usage_entries').fetchone()[0], 'entries,', \
+   'integrity_check', c.execute('PRAGMA integrity_check').fetchone()[0])\"; rm -f /tmp/demo-restore.db*" | sed -n 's/^replica/replica/p'
+
+echo
+echo "== Status"
+ansible-playbook -i "$inventory" "${vault[@]}" status.yml | sed -n '/msg:/,/^$/p' || true
+echo
+echo "demo: SQLite variant converged, second run changed=0. Next:"
+echo "  export ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass"
+echo "  ansible-playbook -i $inventory -e @inventories/lab/group_vars/all/vault.yml failover.yml"
