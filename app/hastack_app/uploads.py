@@ -90,7 +90,8 @@ def put_file(name):
 @blueprint.get("/api/files/<name>")
 def get_file(name):
     path = os.path.join(_folder(), name)
-    if not valid_name(name) or not os.path.isfile(path):
+    # Only regular files the app wrote: never follow a symlink out of the folder.
+    if not valid_name(name) or os.path.islink(path) or not os.path.isfile(path):
         return jsonify(error="no such file"), 404
     return send_file(path, mimetype="application/octet-stream", max_age=0)
 

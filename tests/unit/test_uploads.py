@@ -85,3 +85,11 @@ def test_a_missing_file_and_an_unreadable_folder(client, folder, monkeypatch):
     broken = create_app(UNREACHABLE).test_client()
     assert broken.get("/api/files").status_code == 503
     assert broken.put("/api/files/a.txt", data=b"a").status_code == 503
+
+
+def test_a_symlink_in_the_folder_is_not_followed(client, folder, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("outside") / "secret"
+    secret.write_bytes(b"not for you")
+    (folder / "link.txt").symlink_to(secret)
+    assert client.get("/api/files/link.txt").status_code == 404
+    assert client.get("/api/files").get_json() == {"files": []}
