@@ -208,6 +208,8 @@ def test_the_forced_command_lets_through_only_a_read_of_a_listed_folder():
             "rsync --server --sender -vlogDtpre.iLsfxCIvu . /etc/shadow",
             "rsync --server --sender -e.iLsfxCIvu . /etc/hastack-app/../shadow",
             "rsync --server --sender -a . /etc/hastack-app-other/",
+            "rsync --server --sender -logDtpLre.iLsfxCIvu . /var/lib/hastack-app/uploads/",  # follow links out
+            "rsync --server --sender -kre.iLsfxCIvu . /var/lib/hastack-app/uploads/",
             "sh -c id",
             "rsync --server --sender -a . /etc/hastack-app/ ; id",
             "",

@@ -275,3 +275,66 @@ def test_archive_check_no_base_backup_yet_is_a_warning(tmp_path, monkeypatch):
     found = run_archive_check(monkeypatch, archive_cfg(tmp_path, [seg(1, 3), seg(1, 4, True)]))
     assert sorted(level for level, _ in found) == [backup.OK, backup.WARNING]
     assert any(m.startswith("no base backup yet") and "(schedule 30 1 * * 0)" in m for _, m in found)
+
+
+# ------------------------------------------------------------------ WebDAV upload and retention there
+MULTISTATUS = """<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/dav/hastack/</D:href></D:response>
+<D:response><D:href>/dav/hastack/20261101T021500Z/</D:href></D:response>
+<D:response><D:href>/dav/hastack/20261102T021500Z/</D:href></D:response>
+<D:response><D:href>/dav/hastack/notes%20and%20such/</D:href></D:response>
+</D:multistatus>"""
+
+
+def test_the_backup_runs_a_propfind_lists_are_found():
+    assert backup.stamped_collections(MULTISTATUS) == ["20261101T021500Z", "20261102T021500Z"]
+
+
+def fake_dav(answers):
+    calls = []
+
+    def dav(cfg, method, url, upload=None, depth=None):
+        calls.append((method, url))
+        answer = answers.get(method, 201)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, tuple) else (answer, "")
+    return dav, calls
+
+
+def test_webdav_uploads_the_run_and_removes_there_what_retention_removed_here(tmp_path, monkeypatch):
+    kept = make(tmp_path, 0)
+    (tmp_path / kept / "app.dump").write_bytes(b"x")
+    dav, calls = fake_dav({"PROPFIND": (207, MULTISTATUS.replace("20261102T021500Z", kept)), "DELETE": 204})
+    monkeypatch.setattr(backup, "dav", dav)
+    results = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/dav/hastack/"), kept)
+    assert results == {"webdav": {"target": "http://dav.example/dav/hastack/", "ok": True,
+                                  "removed": ["20261101T021500Z"]}}
+    assert calls == [("MKCOL", "http://dav.example/dav/hastack/"),
+                     ("MKCOL", f"http://dav.example/dav/hastack/{kept}/"),
+                     ("PUT", f"http://dav.example/dav/hastack/{kept}/app.dump"),
+                     ("PUT", f"http://dav.example/dav/hastack/{kept}/manifest.json"),
+                     ("PROPFIND", "http://dav.example/dav/hastack/"),
+                     ("DELETE", "http://dav.example/dav/hastack/20261101T021500Z/")]
+
+
+def test_a_refusing_or_unreachable_webdav_server_is_reported_not_raised(tmp_path, monkeypatch):
+    name = make(tmp_path, 0)
+    dav, calls = fake_dav({"MKCOL": 401})
+    monkeypatch.setattr(backup, "dav", dav)
+    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    assert result["ok"] is False and "HTTP 401 (check backup_webdav_user/backup_webdav_password)" in result["error"]
+    assert calls == [("MKCOL", "http://dav.example/h/")]  # nothing deleted after a refusal
+    dav, _ = fake_dav({"MKCOL": RuntimeError("WebDAV MKCOL http://dav.example/h/ failed: Failed to connect")})
+    monkeypatch.setattr(backup, "dav", dav)
+    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    assert result["ok"] is False and "Failed to connect" in result["error"]
+
+
+def test_the_offsite_outcome_goes_into_the_runs_manifest(tmp_path):
+    name = make(tmp_path, 0)
+    manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+    backup.record_offsite(cfg(tmp_path), name, manifest, {"webdav": {"ok": False, "error": "HTTP 401"}})
+    written = json.loads((tmp_path / name / "manifest.json").read_text())
+    assert written["offsite"] == {"webdav": {"ok": False, "error": "HTTP 401"}} and written["ok"] is True

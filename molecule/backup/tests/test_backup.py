@@ -203,6 +203,44 @@ def test_the_offsite_copy_mirrors_the_kept_backups():
         manifest(newest)["parts"][0]["sha256"]
 
 
+DAV = "/var/www/dav/hastack"  # where bk-db2's Apache (prepare.yml) keeps the WebDAV uploads
+
+
+def test_the_webdav_copy_holds_the_kept_backups_and_retention_applies_there():
+    remote = sorted(sh("bk-db2", f"ls {DAV}").stdout.split())
+    assert remote == backups() and STATE["first"] not in remote
+    newest = backups()[-1]
+    data = manifest(newest)
+    assert data["offsite"]["webdav"] == {"ok": True, "target": "http://198.18.5.12:8080/hastack",
+                                         "removed": data["offsite"]["webdav"]["removed"]}
+    for part in data["parts"]:
+        assert sh("bk-db2", f"sha256sum {DAV}/{newest}/{part['file']}").stdout.split()[0] == part["sha256"]
+
+
+def test_an_unreachable_or_refusing_webdav_server_is_reported_and_the_backup_kept():
+    sh("bk-db2", "systemctl stop apache2")
+    try:
+        down = sh(BACKUP, "hastack-backup dump", timeout=300)
+    finally:
+        sh("bk-db2", "systemctl start apache2")
+    netrc = "/etc/hastack/backup.netrc"
+    sh(BACKUP, f"cp -p {netrc} /root/netrc && sed -i 's/^password .*/password wrong/' {netrc}")
+    try:
+        refused = sh(BACKUP, "hastack-backup dump", timeout=300)
+    finally:
+        sh(BACKUP, f"cp -p /root/netrc {netrc}")
+    assert down.returncode == 1 and refused.returncode == 1
+    unreachable_run, refused_run = backups()[-2:]
+    alerts = sh(BACKUP, "journalctl -t hastack-backup-alert --no-pager").stdout
+    for name, expected in ((unreachable_run, "Failed to connect to 198.18.5.12 port 8080"),
+                           (refused_run, "refused: HTTP 401 (check backup_webdav_user/backup_webdav_password)")):
+        data = manifest(name)
+        assert data["ok"] is True and data["offsite"]["rsync"]["ok"] is True, data  # kept, and copied by rsync
+        assert data["offsite"]["webdav"]["ok"] is False and expected in data["offsite"]["webdav"]["error"], data
+        assert f"backup {name} kept here, but WebDAV" in alerts
+        assert sh("bk-db2", f"test -e {DAV}/{name}").returncode != 0
+
+
 def test_verification_restores_good_dumps_and_reports_a_corrupt_one():
     newest = backups()[-1]
     sh(BACKUP, f"printf 'garbage' >> {DUMPS}/{newest}/hastack.dump")
