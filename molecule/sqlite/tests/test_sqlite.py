@@ -5,15 +5,17 @@ run in order on one converge."""
 
 import json
 import pathlib
+import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import holds, playbook, sh, wait_until
+from hastack_testlib import holds, playbook, recap_changed, sh, wait_until
 
 ACTIVE, STANDBY, BACKUP = "sq-app1", "sq-app2", "sq-backup1"
 ACTIVE_URL = "http://198.18.7.21:8000"
+STANDBY_URL = "http://198.18.7.22:8000"
 APP_VIP = "198.18.7.101"
 DB = "/var/lib/hastack-app/app.db"
 RESTORED = "/tmp/restored.db"
@@ -26,7 +28,7 @@ def flat(result):
 def http(method, path, body=None, base=ACTIVE_URL):
     request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=15) as response:
         return response.status, json.loads(response.read())
 
 
@@ -112,3 +114,40 @@ def test_the_lag_probe_tells_a_stalled_replica_from_a_current_one():
     status = playbook("status.yml")
     assert status.returncode == 0 and '"lag_seconds": 0' in flat(status).replace('\\"', '"'), flat(status)[-2000:]
 
+
+def test_failover_to_the_standby_keeps_what_was_replicated():
+    written = post_entries(10)
+    # More than the sync interval (1 s) before the kill: these rows must survive.
+    time.sleep(3)
+
+    healthy = playbook("failover.yml")
+    assert healthy.returncode == 0 and "answers /health" in flat(healthy)
+    assert set(recap_changed(healthy.stdout).values()) <= {0}
+
+    assert subprocess.run(["podman", "kill", ACTIVE], capture_output=True, check=False).returncode == 0
+    refused = playbook("failover.yml")
+    assert refused.returncode != 0 and "unreachable is not dead" in flat(refused)
+    assert unit(STANDBY, "hastack-app", "ActiveState") == "inactive"
+
+    done = playbook("failover.yml", "-e", f"failover_confirm_dead={ACTIVE}")
+    assert done.returncode == 0, flat(done)[-3000:]
+    assert "may be missing" in flat(done)
+    assert http("GET", "/api/entries/count", base=STANDBY_URL)[1]["count"] == written
+    assert http("GET", "/health", base=STANDBY_URL)[1]["node"] == "app2"
+    assert unit(STANDBY, "litestream", "ActiveState") == "active"
+    wait_until(lambda: holds(STANDBY, APP_VIP), timeout=20, message=f"the app VIP on {STANDBY}")
+
+    again = playbook("failover.yml")
+    assert again.returncode == 0 and set(recap_changed(again.stdout).values()) <= {0}
+
+    # Replication now runs from the new active server: a fresh restore has its new row.
+    assert http("POST", "/api/entries", {"machine": "drill", "member": "ana"}, STANDBY_URL)[0] == 201
+    wait_until(lambda: restore_on(STANDBY) == (written + 1, "ok"), timeout=40,
+               message=f"a restore with the row written on {STANDBY}", interval=2)
+
+    # The old active server comes back: it must not start writing.
+    assert subprocess.run(["podman", "start", ACTIVE], capture_output=True, check=False).returncode == 0
+    wait_until(lambda: sh(ACTIVE, "systemctl is-system-running").stdout.strip() in ("running", "degraded"),
+               timeout=60, message=f"{ACTIVE} booted", interval=1)
+    assert unit(ACTIVE, "hastack-app", "ActiveState") == "inactive"
+    assert unit(ACTIVE, "litestream", "ActiveState") == "inactive"
