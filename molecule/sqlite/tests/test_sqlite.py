@@ -4,6 +4,7 @@ elsewhere intact, and the lag probe tells a current replica from a stalled one. 
 run in order on one converge."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -115,8 +116,31 @@ def test_the_lag_probe_tells_a_stalled_replica_from_a_current_one():
     assert status.returncode == 0 and '"lag_seconds": 0' in flat(status).replace('\\"', '"'), flat(status)[-2000:]
 
 
+def sync(node):
+    """One run of roles/file_sync's timer job: the active server pushes, a passive one
+    applies the newest snapshot to its live uploads folder."""
+    result = sh(node, "flock /run/lock/hastack-file-sync.lock /usr/local/sbin/hastack-file-sync run", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def put_file(name, body, base):
+    request = urllib.request.Request(f"{base}/api/files/{name}", data=body, method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+
+def get_file(name, base):
+    with urllib.request.urlopen(f"{base}/api/files/{name}", timeout=10) as response:
+        return response.read()
+
+
 def test_failover_to_the_standby_keeps_what_was_replicated():
     written = post_entries(10)
+    uploads = {f"scan-{i}.pdf": os.urandom(4096 * (i + 1)) for i in range(5)}
+    for name, body in uploads.items():
+        put_file(name, body, ACTIVE_URL)
+    sync(ACTIVE)
+    sync(STANDBY)
     # More than the sync interval (1 s) before the kill: these rows must survive.
     time.sleep(3)
 
@@ -134,6 +158,8 @@ def test_failover_to_the_standby_keeps_what_was_replicated():
     assert "may be missing" in flat(done)
     assert http("GET", "/api/entries/count", base=STANDBY_URL)[1]["count"] == written
     assert http("GET", "/health", base=STANDBY_URL)[1]["node"] == "app2"
+    # Every synced upload is served by the new active server.
+    assert {name: get_file(name, STANDBY_URL) for name in uploads} == uploads
     assert unit(STANDBY, "litestream", "ActiveState") == "active"
     wait_until(lambda: holds(STANDBY, APP_VIP), timeout=20, message=f"the app VIP on {STANDBY}")
 
