@@ -14,12 +14,17 @@ class PlanError(Exception):
     """A decision that must stop the playbook before any change."""
 
 
-def _reachable(nodes):
+def reachable_nodes(nodes):
     return {h: f for h, f in nodes.items() if f.get("reachable", True) and not f.get("failed")}
 
 
+def clean_fenced_stop(facts):
+    """A fenced former primary stopped cleanly: its shutdown checkpoint is the last WAL it wrote."""
+    return bool(facts.get("fenced")) and facts.get("cluster_state") == "shut down"
+
+
 def writable_nodes(nodes):
-    return sorted(h for h, f in _reachable(nodes).items() if f.get("role") == "primary")
+    return sorted(h for h, f in reachable_nodes(nodes).items() if f.get("role") == "primary")
 
 
 def _standby(facts):
@@ -155,7 +160,7 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
     must refuse. addresses (host -> address) lets a re-run find replicas that do not
     stream from the primary yet (an interrupted failover).
     """
-    reachable = _reachable(nodes)
+    reachable = reachable_nodes(nodes)
     writable = writable_nodes(nodes)
     if len(writable) > 1:
         raise PlanError(
@@ -301,11 +306,11 @@ def _interrupted_switchover(nodes):
     """(old primary, candidate, epoch) of a switchover stopped after the old primary's clean
     stop and before the promotion, or None. Only a clean stop leaves a shutdown checkpoint
     that is the last WAL the old primary wrote; the candidate must replay past it first."""
-    reachable = _reachable(nodes)
+    reachable = reachable_nodes(nodes)
     epoch = max([int(f.get("epoch") or 0) for f in reachable.values()] + [0])
     stopped = [h for h, f in reachable.items()
-               if f.get("fenced") and not f.get("running") and f.get("cluster_state") == "shut down"
-               and f.get("position_lsn") and int(f.get("epoch") or 0) == epoch]
+               if clean_fenced_stop(f) and not f.get("running") and f.get("position_lsn")
+               and int(f.get("epoch") or 0) == epoch]
     if len(stopped) != 1:
         return None
     target = reachable[stopped[0]].get("recorded_primary")
@@ -322,11 +327,11 @@ def left_behind(nodes, primary, addresses=None):
     epoch = int(nodes[primary].get("epoch") or 0)
     address = (addresses or {}).get(primary)
     behind = []
-    for host, facts in _reachable(nodes).items():
+    for host, facts in reachable_nodes(nodes).items():
         if host == primary:
             continue
         if facts.get("fenced"):
-            if (not facts.get("running") and facts.get("cluster_state") == "shut down"
+            if (clean_fenced_stop(facts) and not facts.get("running")
                     and facts.get("recorded_primary") == primary and int(facts.get("epoch") or 0) == epoch):
                 behind.append(host)
         elif _standby(facts) and address:
@@ -348,8 +353,8 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
             old, candidate, epoch = pending
             return {"action": "switchover", "primary": old, "candidate": candidate, "epoch": epoch,
                     "resumed": True, "lag_bytes": 0,
-                    "rejoin": sorted(h for h in _reachable(nodes) if h != candidate),
-                    "repoint": sorted(h for h, f in _reachable(nodes).items()
+                    "rejoin": sorted(h for h in reachable_nodes(nodes) if h != candidate),
+                    "repoint": sorted(h for h, f in reachable_nodes(nodes).items()
                                       if h not in (old, candidate) and f.get("role") == "replica"),
                     "reason": "finishing the switchover from %s to %s: %s stopped cleanly at %s and is "
                               "fenced; %s is promoted once it replayed that far"
@@ -379,7 +384,7 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
     if requested == primary:
         return {"action": "none", "primary": primary, "candidate": primary, "repoint": [], "rejoin": [],
                 "reason": "%s is already the primary; nothing to do" % primary}
-    replicas = {h: f for h, f in _reachable(nodes).items() if f.get("role") == "replica"}
+    replicas = {h: f for h, f in reachable_nodes(nodes).items() if f.get("role") == "replica"}
     if requested and requested not in replicas:
         raise PlanError("new_primary=%s is not a running replica (%s). Replicas: %s"
                         % (requested, "unreachable" if requested in unreachable
@@ -462,8 +467,7 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
     # A former primary stopped cleanly: its shutdown checkpoint is the last WAL it wrote.
     # If the primary's timeline forked off after it (a switchover: the candidate replayed
     # it before its promotion), nothing diverged and it follows without pg_rewind.
-    if (local.get("fenced") and local.get("cluster_state") == "shut down" and fork is not None
-            and position is not None and position < fork):
+    if clean_fenced_stop(local) and fork is not None and position is not None and position < fork:
         return "repoint", ("a former primary that stopped cleanly at %s, before the primary's timeline forked off "
                            "at %s: nothing diverged" % (int_to_lsn(position), int_to_lsn(fork)))
     if _standby(local) and fork is not None and position is not None and position > fork:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from ansible.module_utils.hastack_lsn import lsn_to_int, slot_name
+from ansible.module_utils.hastack_plan import reachable_nodes, writable_nodes
 
 CRITICAL, WARNING = "critical", "warning"
 
@@ -35,8 +36,8 @@ def cluster_status(nodes, vips=None, backups=None, apps=None, max_lag_bytes=16 *
     def problem(severity, what, do):
         problems.append({"severity": severity, "what": what, "do": do})
 
-    reachable = {h: f for h, f in nodes.items() if f.get("reachable", True) and not f.get("failed")}
-    writable = sorted(h for h, f in reachable.items() if f.get("role") == "primary")
+    reachable = reachable_nodes(nodes)
+    writable = writable_nodes(nodes)
     newest = max([int(f.get("epoch") or 0) for f in reachable.values()] + [0])
     primary = writable[0] if len(writable) == 1 else None
     by_slot = {}
