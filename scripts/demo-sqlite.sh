@@ -6,21 +6,13 @@
 # ran the PostgreSQL variant before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/demo-lib.sh
 inventory=inventories/lab-sqlite
 export ANSIBLE_VAULT_PASSWORD_FILE=$PWD/.lab/vault-pass
 vault=(-e @inventories/lab/group_vars/all/vault.yml)
 log=$(mktemp -d)/site
 
-echo "== site.yml (SQLite variant), first run"
-ansible-playbook -i "$inventory" "${vault[@]}" site.yml | tee "$log.1"
-echo "== site.yml, second run (must report changed=0)"
-ansible-playbook -i "$inventory" "${vault[@]}" site.yml > "$log.2"
-recap=$(sed -n '/^PLAY RECAP/,/^$/p' "$log.2")
-echo "$recap"
-if grep -Eq 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' <<<"$recap"; then
-  echo "demo: the second run changed something; the roles are not idempotent (log: $log.2)" >&2
-  exit 1
-fi
+converge_twice "$log" "$inventory" "${vault[@]}"
 
 echo
 echo "== Entries through the app VIP, then Litestream's replica restored on app2"

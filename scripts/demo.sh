@@ -6,6 +6,7 @@
 # Called by `make demo` after `make lab`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/demo-lib.sh
 export ANSIBLE_VAULT_PASSWORD_FILE=$PWD/.lab/vault-pass
 log=$(mktemp -d)/site
 case "${VARIANT:-postgresql}" in
@@ -15,16 +16,7 @@ case "${VARIANT:-postgresql}" in
 esac
 inventory=inventories/lab
 
-echo "== site.yml, first run"
-ansible-playbook -i "$inventory" site.yml | tee "$log.1"
-echo "== site.yml, second run (must report changed=0)"
-ansible-playbook -i "$inventory" site.yml > "$log.2"
-recap=$(sed -n '/^PLAY RECAP/,/^$/p' "$log.2")
-echo "$recap"
-if grep -Eq 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]' <<<"$recap"; then
-  echo "demo: the second run changed something; the roles are not idempotent (log: $log.2)" >&2
-  exit 1
-fi
+converge_twice "$log" "$inventory"
 
 echo
 echo "== The first backups (a dump and a base backup for PITR), so the status below is healthy"
