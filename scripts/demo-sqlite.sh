@@ -30,6 +30,13 @@ ansible -i "$inventory" "${vault[@]}" app2 -b -m ansible.builtin.shell -a \
    'integrity_check', c.execute('PRAGMA integrity_check').fetchone()[0])\"; rm -f /tmp/demo-restore.db*" | sed -n 's/^replica/replica/p'
 
 echo
+echo "== A backup on backup1: a checked copy of the replica, the uploads and the configuration"
+ansible -i "$inventory" "${vault[@]}" backup -b -m ansible.builtin.shell \
+  -a "/usr/local/sbin/hastack-backup dump >/dev/null && /usr/local/sbin/hastack-backup list | head -1" > "$log.dump" \
+  || { cat "$log.dump"; echo "demo: the backup failed (log: $log.dump)" >&2; exit 1; }
+sed -n 's/^\([0-9]\{8\}T[0-9]\{6\}Z .*\)/backup1: \1/p' "$log.dump"
+
+echo
 echo "== Failover drill: kill app1's host, run failover.yml (the operator attests app1 is off)"
 before=$(curl -fsS http://198.18.1.101:8000/api/entries/count | python3 -c 'import json, sys; print(json.load(sys.stdin)["count"])')
 sleep 2  # one sync interval and one sync: what was written before is in the replica

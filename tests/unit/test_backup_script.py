@@ -338,3 +338,59 @@ def test_the_offsite_outcome_goes_into_the_runs_manifest(tmp_path):
     backup.record_offsite(cfg(tmp_path), name, manifest, {"webdav": {"ok": False, "error": "HTTP 401"}})
     written = json.loads((tmp_path / name / "manifest.json").read_text())
     assert written["offsite"] == {"webdav": {"ok": False, "error": "HTTP 401"}} and written["ok"] is True
+
+
+# ------------------------------------------------------------------ SQLite mode
+def sqlite_setup(tmp_path, restore_exit=0):
+    """A SQLite database, and a stand-in for `litestream restore -json -o OUT URL` that
+    copies it (the real binary restores the real replica in molecule/sqlite)."""
+    import sqlite3  # noqa: PLC0415
+
+    source = tmp_path / "live.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO entries (body) VALUES (?)", [("é%d" % i,) for i in range(250)])
+        conn.execute('CREATE TABLE "odd ""name""" (x)')
+    stub = tmp_path / "litestream"
+    stub.write_text("#!/bin/sh\n[ %d -eq 0 ] || { echo 'no snapshots available' >&2; exit %d; }\n"
+                    'cp %s "$4"\necho \'{"txid": "00000000000000a1"}\'\n' % (restore_exit, restore_exit, source))
+    stub.chmod(0o755)
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    return {**cfg(dumps), "mode": "sqlite", "litestream_bin": str(stub), "files_sources": [],
+            "sqlite_replicas": [{"name": "app", "replica": str(tmp_path / "replica")}]}
+
+
+def test_sqlite_mode_copies_the_replica_with_its_row_counts_and_verifies_it(tmp_path):
+    conf = sqlite_setup(tmp_path)
+    name, manifest = backup.dump(conf)
+    assert manifest["ok"], manifest
+    assert [part["name"] for part in manifest["parts"]] == ["database app (SQLite)"]
+    part = manifest["parts"][0]
+    assert part["kind"] == "sqlite" and part["txid"] == "00000000000000a1"
+    assert part["row_counts"] == {"entries": 250, 'odd "name"': 0}
+    assert manifest["source"] == {"mode": "sqlite", "replicas": ["file://" + str(tmp_path / "replica")]}
+    assert backup.verify_run(conf, name, manifest) == []
+
+
+def test_sqlite_mode_verify_catches_a_copy_that_lost_rows(tmp_path):
+    conf = sqlite_setup(tmp_path)
+    name, manifest = backup.dump(conf)
+    manifest["parts"][0]["row_counts"]["entries"] = 251
+    assert backup.verify_run(conf, name, manifest) == [
+        "database app (SQLite): table entries has 250 rows in the copy, the manifest says 251"]
+
+
+def test_sqlite_mode_records_a_failed_restore_and_keeps_no_half_copy(tmp_path):
+    conf = sqlite_setup(tmp_path, restore_exit=1)
+    name, manifest = backup.dump(conf)
+    assert not manifest["ok"]
+    assert "no snapshots available" in manifest["parts"][0]["error"]
+    assert sorted(p.name for p in (tmp_path / "dumps" / name).iterdir()) == ["manifest.json"]
+
+
+def test_sqlite_mode_refuses_the_postgresql_commands(tmp_path, capsys):
+    conf = sqlite_setup(tmp_path)
+    assert backup.cmd_base(conf) == 2
+    assert backup.cmd_pitr(conf, "2026-11-28T10:00:00Z") == 2
+    assert "litestream restore -timestamp" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 verification, restore into a new database after an accident, the WAL archive checked
 (stopped, gap, unreachable primary) and following a failover. The tests run in order."""
 
+import base64
 import hashlib
 import json
 import pathlib
@@ -229,11 +230,21 @@ def test_an_unreachable_or_refusing_webdav_server_is_reported_and_the_backup_kep
         refused = sh(BACKUP, "hastack-backup dump", timeout=300)
     finally:
         sh(BACKUP, f"cp -p /root/netrc {netrc}")
-    assert down.returncode == 1 and refused.returncode == 1
-    unreachable_run, refused_run = backups()[-2:]
+    # A full server: Apache answers every upload with 507 Insufficient Storage.
+    full_conf = "/etc/apache2/conf-enabled/hastack-full.conf"
+    rule = base64.b64encode(b"<If \"%{REQUEST_METHOD} == 'PUT'\">\n  Redirect 507\n</If>\n").decode()
+    assert sh("bk-db2", f"echo {rule} | base64 -d > {full_conf} && apachectl configtest && "
+                        "systemctl reload apache2").returncode == 0
+    try:
+        full = sh(BACKUP, "hastack-backup dump", timeout=300)
+    finally:
+        sh("bk-db2", f"rm -f {full_conf} && systemctl reload apache2")
+    assert down.returncode == 1 and refused.returncode == 1 and full.returncode == 1
+    unreachable_run, refused_run, full_run = backups()[-3:]
     alerts = sh(BACKUP, "journalctl -t hastack-backup-alert --no-pager").stdout
     for name, expected in ((unreachable_run, "Failed to connect to 198.18.5.12 port 8080"),
-                           (refused_run, "refused: HTTP 401 (check backup_webdav_user/backup_webdav_password)")):
+                           (refused_run, "refused: HTTP 401 (check backup_webdav_user/backup_webdav_password)"),
+                           (full_run, "refused: HTTP 507 (the WebDAV storage is full")):
         data = manifest(name)
         assert data["ok"] is True and data["offsite"]["rsync"]["ok"] is True, data  # kept, and copied by rsync
         assert data["offsite"]["webdav"]["ok"] is False and expected in data["offsite"]["webdav"]["error"], data

@@ -134,6 +134,32 @@ def get_file(name, base):
         return response.read()
 
 
+def test_a_backup_holds_the_replicated_database_and_the_uploads():
+    """roles/backup in SQLite mode: the backup host restores its Litestream replica into a
+    checked copy and pulls the uploads, in one manifest; verify proves the copy."""
+    put_file("invoice-7.pdf", b"%PDF-1.4 seven", ACTIVE_URL)
+    written = post_entries(3)
+    wait_until(lambda: lag()["lag_seconds"] == 0, timeout=30, message="the replica caught up", interval=1)
+    taken = sh(BACKUP, "hastack-backup dump", timeout=180)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    name = taken.stdout.split()[-1]
+    manifest = json.loads(sh(BACKUP, f"cat /var/backups/hastack/dumps/{name}/manifest.json").stdout)
+    parts = {part["name"]: part for part in manifest["parts"]}
+    database = parts["database app (SQLite)"]
+    assert database["ok"] and database["row_counts"]["usage_entries"] == written, database
+    uploads = parts["files sq-app1:/var/lib/hastack-app/uploads"]
+    assert uploads["ok"] and uploads["file_count"] >= 1, uploads
+    listing = sh(BACKUP, f"tar -tzf /var/backups/hastack/dumps/{name}/{uploads['file']}").stdout
+    assert "invoice-7.pdf" in listing
+    assert not any(part.startswith("globals") for part in parts)
+    verified = sh(BACKUP, "hastack-backup verify", timeout=180)
+    assert verified.returncode == 0 and json.loads(verified.stdout)[0]["ok"], verified.stdout + verified.stderr
+    assert sh(BACKUP, "hastack-backup check").returncode == 0
+    # PostgreSQL's point-in-time tools refuse and name Litestream's instead.
+    base = sh(BACKUP, "hastack-backup base")
+    assert base.returncode == 2 and "litestream restore -timestamp" in base.stdout
+
+
 def test_failover_to_the_standby_keeps_what_was_replicated():
     written = post_entries(10)
     uploads = {f"scan-{i}.pdf": os.urandom(4096 * (i + 1)) for i in range(5)}
@@ -153,8 +179,17 @@ def test_failover_to_the_standby_keeps_what_was_replicated():
     assert refused.returncode != 0 and "unreachable is not dead" in flat(refused)
     assert unit(STANDBY, "hastack-app", "ActiveState") == "inactive"
 
-    done = playbook("failover.yml", "-e", f"failover_confirm_dead={ACTIVE}")
+    # The replica's newest file is older than 1 s: refused before any change.
+    stale = playbook("failover.yml", "-e", f"failover_confirm_dead={ACTIVE}", "-e", "failover_max_replica_age=1")
+    assert stale.returncode != 0 and "s old (limit failover_max_replica_age=1 s)" in flat(stale), flat(stale)[-2000:]
+    assert unit(STANDBY, "hastack-app", "ActiveState") == "inactive"
+
+    # The provider's power-off, here a stand-in that records what it was asked to fence.
+    marker = pathlib.Path(f"/tmp/hastack-sqlite-fenced-{os.getpid()}")
+    fence = json.dumps({"failover_fence_command": f"touch {marker}-{{host}}-{{address}}"})
+    done = playbook("failover.yml", "-e", fence)
     assert done.returncode == 0, flat(done)[-3000:]
+    assert pathlib.Path(f"{marker}-{ACTIVE}-198.18.7.21").exists()
     assert "may be missing" in flat(done)
     assert http("GET", "/api/entries/count", base=STANDBY_URL)[1]["count"] == written
     assert http("GET", "/health", base=STANDBY_URL)[1]["node"] == "app2"
