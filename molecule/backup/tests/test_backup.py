@@ -250,6 +250,8 @@ def test_an_unreachable_or_refusing_webdav_server_is_reported_and_the_backup_kep
         assert data["offsite"]["webdav"]["ok"] is False and expected in data["offsite"]["webdav"]["error"], data
         assert f"backup {name} kept here, but WebDAV" in alerts
         assert sh("bk-db2", f"test -e {DAV}/{name}").returncode != 0
+    # Nor half an upload under its hidden name.
+    assert ".partial" not in sh("bk-db2", f"ls -a {DAV}").stdout
 
 
 def test_verification_restores_good_dumps_and_reports_a_corrupt_one():
