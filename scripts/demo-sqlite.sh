@@ -32,7 +32,7 @@ ansible -i "$inventory" "${vault[@]}" app2 -b -m ansible.builtin.shell -a \
 echo
 echo "== A backup on backup1: a checked copy of the replica, the uploads and the configuration"
 ansible -i "$inventory" "${vault[@]}" backup -b -m ansible.builtin.shell \
-  -a "/usr/local/sbin/hastack-backup dump >/dev/null && /usr/local/sbin/hastack-backup list | head -1" > "$log.dump" \
+  -a "/usr/local/sbin/hastack-backup dump >/dev/null 2>&1 && /usr/local/sbin/hastack-backup list | head -1" > "$log.dump" \
   || { cat "$log.dump"; echo "demo: the backup failed (log: $log.dump)" >&2; exit 1; }
 sed -n 's/^\([0-9]\{8\}T[0-9]\{6\}Z .*\)/backup1: \1/p' "$log.dump"
 
