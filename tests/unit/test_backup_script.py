@@ -294,8 +294,8 @@ def test_the_backup_runs_a_propfind_lists_are_found():
 def fake_dav(answers):
     calls = []
 
-    def dav(cfg, method, url, upload=None, depth=None):
-        calls.append((method, url))
+    def dav(cfg, method, url, upload=None, depth=None, destination=None):
+        calls.append((method, url) if destination is None else (method, url, destination))
         answer = answers.get(method, 201)
         if isinstance(answer, Exception):
             raise answer
@@ -311,10 +311,13 @@ def test_webdav_uploads_the_run_and_removes_there_what_retention_removed_here(tm
     results = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/dav/hastack/"), kept)
     assert results == {"webdav": {"target": "http://dav.example/dav/hastack/", "ok": True,
                                   "removed": ["20261101T021500Z"]}}
+    partial = f"http://dav.example/dav/hastack/.{kept}.partial/"
     assert calls == [("MKCOL", "http://dav.example/dav/hastack/"),
-                     ("MKCOL", f"http://dav.example/dav/hastack/{kept}/"),
-                     ("PUT", f"http://dav.example/dav/hastack/{kept}/app.dump"),
-                     ("PUT", f"http://dav.example/dav/hastack/{kept}/manifest.json"),
+                     ("DELETE", partial),  # a crashed earlier upload of the same run
+                     ("MKCOL", partial),
+                     ("PUT", partial + "app.dump"),
+                     ("PUT", partial + "manifest.json"),
+                     ("MOVE", partial, f"http://dav.example/dav/hastack/{kept}/"),
                      ("PROPFIND", "http://dav.example/dav/hastack/"),
                      ("DELETE", "http://dav.example/dav/hastack/20261101T021500Z/")]
 
@@ -330,6 +333,16 @@ def test_a_refusing_or_unreachable_webdav_server_is_reported_not_raised(tmp_path
     monkeypatch.setattr(backup, "dav", dav)
     result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
     assert result["ok"] is False and "Failed to connect" in result["error"]
+
+
+def test_a_failed_upload_removes_its_partial_collection(tmp_path, monkeypatch):
+    name = make(tmp_path, 0)
+    dav, calls = fake_dav({"PUT": 507})
+    monkeypatch.setattr(backup, "dav", dav)
+    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    assert result["ok"] is False and "HTTP 507 (the WebDAV storage is full" in result["error"]
+    assert calls[-1] == ("DELETE", f"http://dav.example/h/.{name}.partial/")
+    assert not any(call[0] == "MOVE" for call in calls)
 
 
 def test_the_offsite_outcome_goes_into_the_runs_manifest(tmp_path):
