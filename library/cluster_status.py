@@ -14,6 +14,8 @@ description:
     VIP, the output of C(hastack-backup check) on the backup hosts and each app server's
     C(/health) answer, and returns one structure - a row per database node and the
     problems found, each with what to do.
+  - In SQLite mode (option O(sqlite)) it judges the app servers instead - one writer
+    running the app and Litestream, under the app VIP, replicating within O(max_lag_seconds).
   - Runs on the controller and changes nothing; check mode gives the same answer.
   - The rules are in C(module_utils/hastack_status.py) (unit tested).
 options:
@@ -21,8 +23,19 @@ options:
     description:
       - Inventory host name to the C(node) result of M(pg_node_facts); hosts that could not
         be reached carry C(reachable=false).
+      - Ignored when O(sqlite) is given.
     type: dict
-    required: true
+    default: {}
+  sqlite:
+    description:
+      - SQLite mode - app host to C(app) and C(litestream) (their systemd ActiveState) and
+        C(lag) (the JSON of C(hastack-litestream-lag), or null); null for a host that did
+        not answer.
+    type: dict
+  max_lag_seconds:
+    description: SQLite mode - a replica further behind its writer than this is a warning.
+    type: float
+    default: 10
   vips:
     description:
       - The VIPs, each with C(name), C(address), C(holders) (hosts that hold it) and C(db)
@@ -71,8 +84,16 @@ status:
       description: No critical problem.
       type: bool
     primary:
-      description: The one writable node, or null.
+      description: The one writable node, or null (PostgreSQL).
       type: str
+    active:
+      description: The one app server that runs the app and Litestream, or null (SQLite mode).
+      type: str
+    servers:
+      description:
+        - SQLite mode - a row per app server - node, role (active, standby, unreachable), app,
+          litestream, lag_seconds, replica_newest, vips.
+      type: list
     epoch:
       description: The newest cluster epoch a node reported.
       type: int
@@ -96,13 +117,15 @@ status:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hastack_status import cluster_status, size_to_bytes
+from ansible.module_utils.hastack_status import cluster_status, size_to_bytes, sqlite_status
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            nodes=dict(type="dict", required=True),
+            nodes=dict(type="dict", default={}),
+            sqlite=dict(type="dict"),
+            max_lag_seconds=dict(type="float", default=10),
             vips=dict(type="list", elements="dict", default=[]),
             backups=dict(type="dict", default={}),
             apps=dict(type="dict", default={}),
@@ -112,6 +135,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p["sqlite"] is not None:
+        module.exit_json(changed=False, status=sqlite_status(p["sqlite"], vips=p["vips"], backups=p["backups"],
+                                                             apps=p["apps"], max_lag_seconds=p["max_lag_seconds"]))
     try:
         keep = size_to_bytes(p["slot_keep_size"])
     except ValueError:

@@ -108,6 +108,15 @@ def cluster_status(nodes, vips=None, backups=None, apps=None, max_lag_bytes=16 *
                     "check the network between the hosts (docs/RUNBOOK.md, One primary)")
         elif facts.get("quorum") is None:
             problem(WARNING, "%s's sentinel does not report" % host, "systemctl status hastack-sentinel on it")
+    vip_rows, backup_rows, app_rows = _services(problem, rows, vips, backups, apps, primary)
+    return {"healthy": not any(p["severity"] == CRITICAL for p in problems), "primary": primary,
+            "epoch": newest, "nodes": rows, "vips": vip_rows, "backups": backup_rows, "apps": app_rows,
+            "problems": problems}
+
+
+def _services(problem, rows, vips, backups, apps, primary=None):
+    """The VIPs, backup hosts and app servers, in both modes: (vip_rows, backup_rows,
+    app_rows); marks each row (node or app server) with the VIPs it holds."""
     vip_rows = []
     for vip in vips or []:
         holders = sorted(vip.get("holders") or [])
@@ -142,6 +151,62 @@ def cluster_status(nodes, vips=None, backups=None, apps=None, max_lag_bytes=16 *
             problem(CRITICAL if not healthy_apps else WARNING,
                     "app on %s: /health %s" % (row["host"], row["health"] or "does not answer"),
                     "journalctl -u hastack-app on it")
-    return {"healthy": not any(p["severity"] == CRITICAL for p in problems), "primary": primary,
-            "epoch": newest, "nodes": rows, "vips": vip_rows, "backups": backup_rows, "apps": app_rows,
-            "problems": problems}
+    return vip_rows, backup_rows, app_rows
+
+
+def sqlite_status(servers, vips=None, backups=None, apps=None, max_lag_seconds=10):
+    """SQLite mode: servers: app host -> {"app": systemd state of hastack-app, "litestream":
+    of litestream, "lag": hastack-litestream-lag's JSON or None} (None: no answer). One
+    server may run the app and Litestream (the writer); the app VIP must be on it.
+    Returns the shape of cluster_status() with "active" and "servers" rows instead of
+    "primary" and "nodes"."""
+    problems = []
+
+    def problem(severity, what, do):
+        problems.append({"severity": severity, "what": what, "do": do})
+
+    rows = []
+    for host in sorted(servers):
+        state = servers[host]
+        row = {"node": host, "role": "unreachable", "app": None, "litestream": None, "lag_seconds": None,
+               "replica_newest": None, "vips": []}
+        rows.append(row)
+        if state is None:
+            continue
+        lag = state.get("lag") or {}
+        row.update(app=state.get("app"), litestream=state.get("litestream"), lag_seconds=lag.get("lag_seconds"),
+                   replica_newest=lag.get("replica_newest"),
+                   role="active" if state.get("app") == "active" else "standby")
+    active = [r["node"] for r in rows if r["role"] == "active"]
+    writers = sorted(set(active) | {r["node"] for r in rows if r["litestream"] == "active"})
+    unreachable = [r["node"] for r in rows if r["role"] == "unreachable"]
+    if not active:
+        problem(CRITICAL, "no app server runs the app%s" % (
+            " (%s does not answer)" % ", ".join(unreachable) if unreachable else ""),
+            "ansible-playbook failover.yml (docs/RUNBOOK.md, SQLite)")
+    elif len(writers) > 1:
+        problem(CRITICAL, "%s all run the app or Litestream: two writers of one database" % ", ".join(writers),
+                "stop hastack-app and litestream on the one that does not hold the app VIP, then site.yml")
+    for row in rows:
+        if row["role"] == "unreachable":
+            if active:
+                problem(WARNING, "standby %s does not answer" % row["node"], "check the host: no failover target")
+        elif row["role"] == "active" and row["litestream"] != "active":
+            problem(CRITICAL, "%s runs the app but not Litestream: nothing is replicated" % row["node"],
+                    "systemctl start litestream on %s; journalctl -u litestream" % row["node"])
+        elif row["role"] == "active" and row["lag_seconds"] is None:
+            problem(WARNING, "the replica lag of %s is unknown" % row["node"], "hastack-litestream-lag on it")
+        elif row["role"] == "active" and row["lag_seconds"] > max_lag_seconds:
+            problem(WARNING, "the replica is %.1f s behind %s" % (row["lag_seconds"], row["node"]),
+                    "journalctl -u litestream on %s; a failover now would lose those writes" % row["node"])
+    # A standby's app is stopped on purpose: only the writer's /health counts.
+    vip_rows, backup_rows, app_rows = _services(problem, rows, vips, backups,
+                                                {h: code for h, code in (apps or {}).items() if h in active})
+    for vip in vips or []:
+        holders = sorted(vip.get("holders") or [])
+        if len(active) == 1 and len(holders) == 1 and holders != active and not vip.get("db"):
+            problem(CRITICAL, "VIP %s is on %s, but the app runs on %s" % (vip["name"], holders[0], active[0]),
+                    "systemctl restart keepalived on %s" % holders[0])
+    return {"healthy": not any(p["severity"] == CRITICAL for p in problems), "mode": "sqlite",
+            "active": active[0] if len(active) == 1 else None, "servers": rows, "vips": vip_rows,
+            "backups": backup_rows, "apps": app_rows, "problems": problems}

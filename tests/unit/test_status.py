@@ -1,6 +1,6 @@
 """status.yml's judgement of the cluster (module_utils/hastack_status.py)."""
 
-from module_utils.hastack_status import cluster_status, size_to_bytes
+from module_utils.hastack_status import cluster_status, size_to_bytes, sqlite_status
 
 
 def primary(**extra):
@@ -94,3 +94,39 @@ def test_backup_and_app_answers():
 def test_size_to_bytes():
     assert size_to_bytes("1GB") == 1024 ** 3 and size_to_bytes("512MB") == 512 * 1024 ** 2
     assert size_to_bytes("-1") is None and size_to_bytes("") is None and size_to_bytes("64") == 64 * 1024 ** 2
+
+
+# ------------------------------------------------------------------ SQLite mode
+def server(app="inactive", litestream="inactive", lag=None):
+    return {"app": app, "litestream": litestream, "lag": lag}
+
+
+def writer(lag_seconds=0.0):
+    return server("active", "active", {"lag_seconds": lag_seconds, "replica_newest": "2026-11-28T09:00:00+00:00"})
+
+
+APP_VIP = [{"name": "app", "address": "10.0.0.101/24", "db": False, "holders": ["app1"]}]
+
+
+def test_sqlite_one_writer_replicating_under_the_vip_is_healthy():
+    status = sqlite_status({"app1": writer(), "app2": server()}, APP_VIP, OK_BACKUPS, {"app1": 200, "app2": None})
+    assert status["healthy"] and status["active"] == "app1" and status["problems"] == [], status["problems"]
+    rows = {r["node"]: r for r in status["servers"]}
+    assert rows["app1"]["role"] == "active" and rows["app1"]["vips"] == ["app"] and rows["app2"]["role"] == "standby"
+
+
+def test_sqlite_no_writer_two_writers_and_no_replication_are_critical():
+    gone = sqlite_status({"app1": None, "app2": server()}, APP_VIP)
+    assert critical(gone) == ["no app server runs the app (app1 does not answer)"]
+    assert "failover.yml" in gone["problems"][0]["do"]
+    both = sqlite_status({"app1": writer(), "app2": server(litestream="active")}, APP_VIP)
+    assert critical(both) == ["app1, app2 all run the app or Litestream: two writers of one database"]
+    silent = sqlite_status({"app1": server(app="active"), "app2": server()}, APP_VIP)
+    assert critical(silent) == ["app1 runs the app but not Litestream: nothing is replicated"]
+
+
+def test_sqlite_lag_and_a_misplaced_vip():
+    behind = sqlite_status({"app1": writer(42.0), "app2": server()}, APP_VIP, max_lag_seconds=10)
+    assert behind["healthy"] and [p["what"] for p in behind["problems"]] == ["the replica is 42.0 s behind app1"]
+    moved = sqlite_status({"app1": server(), "app2": writer()}, APP_VIP)
+    assert critical(moved) == ["VIP app is on app1, but the app runs on app2"]

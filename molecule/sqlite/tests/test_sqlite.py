@@ -112,8 +112,23 @@ def test_the_lag_probe_tells_a_stalled_replica_from_a_current_one():
     finally:
         assert sh(ACTIVE, "systemctl start litestream").returncode == 0
     wait_until(lambda: lag()["lag_seconds"] == 0, timeout=30, message="the replica caught up again", interval=1)
-    status = playbook("status.yml")
-    assert status.returncode == 0 and '"lag_seconds": 0' in flat(status).replace('\\"', '"'), flat(status)[-2000:]
+    table = playbook("status.yml")
+    assert table.returncode == 0 and "HEALTHY: writer sq-app1" in flat(table), flat(table)[-2000:]
+
+
+def status_json(tmp_path):
+    """(exit code, status.yml's JSON) on the SQLite inventory."""
+    out = tmp_path / "status.json"
+    result = playbook("status.yml", "-e", "status_format=json", "-e", f"status_output={out}")
+    return result.returncode, json.loads(out.read_text())
+
+
+def test_status_judges_the_writer_and_its_replica(tmp_path):
+    code, status = status_json(tmp_path)
+    assert code == 0 and status["healthy"] and status["mode"] == "sqlite", status
+    rows = {row["node"]: row for row in status["servers"]}
+    assert status["active"] == ACTIVE and rows[ACTIVE]["vips"] == ["app"] and rows[ACTIVE]["lag_seconds"] == 0
+    assert rows[STANDBY]["role"] == "standby" and rows[STANDBY]["app"] == "inactive"
 
 
 def sync(node):
@@ -160,7 +175,7 @@ def test_a_backup_holds_the_replicated_database_and_the_uploads():
     assert base.returncode == 2 and "litestream restore -timestamp" in base.stdout
 
 
-def test_failover_to_the_standby_keeps_what_was_replicated():
+def test_failover_to_the_standby_keeps_what_was_replicated(tmp_path):
     written = post_entries(10)
     uploads = {f"scan-{i}.pdf": os.urandom(4096 * (i + 1)) for i in range(5)}
     for name, body in uploads.items():
@@ -177,6 +192,10 @@ def test_failover_to_the_standby_keeps_what_was_replicated():
     assert subprocess.run(["podman", "kill", ACTIVE], capture_output=True, check=False).returncode == 0
     refused = playbook("failover.yml")
     assert refused.returncode != 0 and "unreachable is not dead" in flat(refused)
+    code, sick = status_json(tmp_path)
+    assert code != 0 and not sick["healthy"]
+    assert {"severity": "critical", "what": f"no app server runs the app ({ACTIVE} does not answer)",
+            "do": "ansible-playbook failover.yml (docs/RUNBOOK.md, SQLite)"} in sick["problems"]
     assert unit(STANDBY, "hastack-app", "ActiveState") == "inactive"
 
     # The replica's newest file is older than 1 s: refused before any change.
@@ -200,6 +219,8 @@ def test_failover_to_the_standby_keeps_what_was_replicated():
 
     again = playbook("failover.yml")
     assert again.returncode == 0 and set(recap_changed(again.stdout).values()) <= {0}
+    code, after = status_json(tmp_path)
+    assert code == 0 and after["active"] == STANDBY and after["vips"][0]["holders"] == [STANDBY], after
 
     # Replication now runs from the new active server: a fresh restore has its new row.
     assert http("POST", "/api/entries", {"machine": "drill", "member": "ana"}, STANDBY_URL)[0] == 201
