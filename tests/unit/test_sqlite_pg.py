@@ -4,10 +4,10 @@ module's read of a real SQLite file; the load against PostgreSQL is in molecule/
 import datetime
 import decimal
 import sqlite3
-import sys
 
 import pytest
 
+from library import sqlite_to_postgresql as module
 from module_utils import hastack_sqlite_pg as m
 
 UTC = datetime.timezone.utc
@@ -98,10 +98,7 @@ def test_what_a_run_does_with_the_target(target, replace, action):
     assert m.decide({"t": {"rows": 2, "checksum": "c"}}, target, replace) == action
 
 
-def test_the_module_reads_tables_references_and_autoincrement_counters(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.hastack_sqlite_pg", m)
-    from library import sqlite_to_postgresql as module
-
+def test_the_module_reads_tables_references_and_autoincrement_counters(tmp_path):
     path = tmp_path / "app.db"
     conn = sqlite3.connect(path)
     conn.executescript("""
