@@ -6,6 +6,7 @@ acknowledged write and answers 503 during the pause; a second run changes nothin
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import threading
@@ -208,6 +209,17 @@ def test_a_table_that_fails_to_load_rolls_back_to_sqlite():
     assert not {r[2] for r in results if r[1] == 503} & sqlite_members("rb")
     assert http("POST", "/api/entries", {"machine": "lathe", "member": "after-rollback"})[0] == 201
     assert sh(APP, "systemctl is-active litestream").stdout.strip() == "active"
+
+
+def test_check_mode_stops_after_the_preflight():
+    result = playbook(PLAYBOOK, "--check")
+    out = flat(result)
+    assert result.returncode == 0 and "--check stops here" in out, out[-3000:]
+    assert re.search(r"The load would copy \d+ rows of 3 tables \(load\)", out), out[-3000:]
+    assert set(recap_changed(result.stdout).values()) == {0}
+    assert [pg_count(t) for t in TABLES] == [0, 0, 0]
+    status, health, _ = http("GET", "/health")
+    assert status == 200 and health["database"] == "sqlite" and not health["maintenance"]
 
 
 @pytest.fixture(scope="module")
