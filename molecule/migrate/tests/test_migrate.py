@@ -212,6 +212,7 @@ def test_a_table_that_fails_to_load_rolls_back_to_sqlite():
 
 
 def test_check_mode_stops_after_the_preflight():
+    copy_mtime = sh(APP, "stat -c %Y /var/lib/hastack-app/migrate/copy.db").stdout
     result = playbook(PLAYBOOK, "--check")
     out = flat(result)
     assert result.returncode == 0 and "--check stops here" in out, out[-3000:]
@@ -220,7 +221,7 @@ def test_check_mode_stops_after_the_preflight():
     assert [pg_count(t) for t in TABLES] == [0, 0, 0]
     status, health, _ = http("GET", "/health")
     assert status == 200 and health["database"] == "sqlite" and not health["maintenance"]
-    assert sh(APP, "test -e /var/lib/hastack-app/migrate/copy.db.tmp").returncode != 0
+    assert copy_mtime and sh(APP, "stat -c %Y /var/lib/hastack-app/migrate/copy.db").stdout == copy_mtime
 
 
 @pytest.fixture(scope="module")
