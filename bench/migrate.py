@@ -86,12 +86,14 @@ def main():
     if filled.returncode:
         sys.exit(filled.stderr)
     rows, size = map(int, filled.stdout.split())
-    print(f"filled: {rows} rows, {size / 1048576:.1f} MiB in {time.monotonic() - start:.1f} s")
+    print(f"filled: {rows} rows added, the file is {size / 1048576:.1f} MiB ({time.monotonic() - start:.1f} s)")
 
     writer = Writer()
     writer.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # The scenario's inventory reads its passwords from Molecule's ephemeral folder.
+    env.update(ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               MOLECULE_EPHEMERAL_DIRECTORY=os.path.dirname(inventory()), MOLECULE_PROJECT_DIRECTORY=ROOT)
     started = time.monotonic()
     run = subprocess.run([os.path.join(ROOT, ".venv/bin/ansible-playbook"), "-i", inventory(),
                           "migrate_sqlite_to_postgres.yml"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -103,6 +105,7 @@ def main():
     out = " ".join(run.stdout.split())
     if run.returncode:
         sys.exit(run.stdout[-5000:])
+    print("\n".join(run.stdout.splitlines()[-28:]))
     load = re.search(r"(\d+) rows in (\d+) tables, loaded and verified .*? in ([\d.]+) s "
                      r"\((\d+) rows/s, ([\d.]+) MiB\)", out)
     pause = re.search(r"Write pause \(maintenance start to the first write on PostgreSQL\): ([\d.]+) s", out)
