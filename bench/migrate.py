@@ -29,19 +29,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP, APP_URL, SQLITE = "mg-app1", "http://198.18.9.21:8000", "/var/lib/hastack-app/app.db"
 
 FILL = r"""
-import os, sqlite3, sys
+import sqlite3, sys
 path, target = sys.argv[1], int(sys.argv[2]) * 1024 * 1024
 conn = sqlite3.connect(path, timeout=30)
+def size():
+    return conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
 n = 0
-while os.path.getsize(path) + (os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0) < target:
+while size() < target:
     with conn:
         conn.executemany("INSERT INTO usage_entries (machine, member, minutes, created_at) VALUES (?, ?, ?, ?)",
                          [("machine-%03d" % (i % 500), "member %07d · %s" % (n + i, "ü" * 60), (n + i) % 1440 + 1,
                            "2026-%02d-%02dT%02d:%02d:%02d.%03dZ" % ((n + i) % 12 + 1, (n + i) % 28 + 1, i % 24,
-                                                                   i % 60, i % 60, i % 1000)) for i in range(20000)])
-    n += 20000
+                                                                   i % 60, i % 60, i % 1000)) for i in range(50000)])
+    n += 50000
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-print(n, os.path.getsize(path))
+print(n, size())
 """
 
 
@@ -81,10 +83,22 @@ def main():
     parser.add_argument("--mb", type=int, default=100)
     args = parser.parse_args()
     start = time.monotonic()
+    # Filled with the app and Litestream stopped (a bulk insert is not what is measured);
+    # Litestream then replicates the whole file once before the playbook's preflight.
+    subprocess.run(["podman", "exec", APP, "systemctl", "stop", "hastack-app", "litestream"], check=True)
     filled = subprocess.run(["podman", "exec", "-i", APP, "runuser", "-u", "hastack-app", "--", "python3", "-",
                              SQLITE, str(args.mb)], input=FILL, capture_output=True, text=True, check=False)
+    subprocess.run(["podman", "exec", APP, "systemctl", "start", "litestream", "hastack-app"], check=True)
     if filled.returncode:
         sys.exit(filled.stderr)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(APP_URL + "/health", timeout=5) as response:  # noqa: S310
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
     rows, size = map(int, filled.stdout.split())
     print(f"filled: {rows} rows added, the file is {size / 1048576:.1f} MiB ({time.monotonic() - start:.1f} s)")
 
