@@ -292,6 +292,9 @@ def test_the_app_runs_on_postgresql_and_site_yml_refuses_the_old_inventory(migra
     # The inventory still says sqlite: roles/app refuses instead of going back to SQLite.
     refused = playbook("playbooks/app.yml")
     assert refused.returncode != 0 and "was migrated to PostgreSQL" in flat(refused), flat(refused)[-3000:]
+    # Nor does failover.yml restore the old SQLite replica somewhere.
+    failover = playbook("failover.yml")
+    assert failover.returncode != 0 and "failover.yml then fails PostgreSQL over" in flat(failover)
     assert http("GET", "/health")[1]["database"] == "reachable"
 
 
