@@ -12,21 +12,41 @@ from flask import Flask, jsonify, request
 from hastack_app import db, uploads
 
 MAX_TEXT = 200
+# Maintenance (playbooks/migrate_sqlite_to_postgres.yml): while this file exists, every
+# write is refused with 503 and Retry-After (its content, in seconds, if it is a number);
+# reads and /health go on, /health still answers 200 (the app VIP's check must not move
+# the VIP) and says maintenance: true. A file, stat'ed per request: the playbook sets and
+# clears it atomically, in both database modes, without restarting the app.
+DEFAULT_MAINTENANCE_FILE = "/var/lib/hastack-app/maintenance"
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def create_app(database_url=None):
     app = Flask(__name__)
-    store = db.open_store(database_url or os.environ.get("DATABASE_URL", ""))
+    maintenance_file = os.environ.get("MAINTENANCE_FILE", DEFAULT_MAINTENANCE_FILE)
+    store = db.open_store(database_url or os.environ.get("DATABASE_URL", ""),
+                          maintenance=lambda: os.path.exists(maintenance_file))
     app.extensions["hastack_store"] = store
     uploads.init_app(app)  # files: the same in every database mode
 
+    def refused():
+        return jsonify(error="maintenance: writes are paused, entry not saved, retry later"), 503, {
+            "Retry-After": str(_retry_after(maintenance_file))}
+
+    @app.before_request
+    def refuse_writes_in_maintenance():
+        if request.method not in READ_METHODS and os.path.exists(maintenance_file):
+            return refused()
+        return None
+
     @app.get("/health")
     def health():
+        paused = os.path.exists(maintenance_file)
         try:
             state = store.health()
         except db.Unavailable as exc:
-            return jsonify(status="error", database="unreachable", error=str(exc)), 503
-        return jsonify(status="ok", **state), 200
+            return jsonify(status="error", database="unreachable", error=str(exc), maintenance=paused), 503
+        return jsonify(status="ok", maintenance=paused, **state), 200
 
     @app.post("/api/entries")
     def add_entry():
@@ -35,6 +55,8 @@ def create_app(database_url=None):
             return jsonify(error=problem), 400
         try:
             entry_id, node = store.add_entry(**entry)
+        except db.Maintenance:
+            return refused()
         except db.Unavailable as exc:
             return jsonify(error="database unavailable, entry not saved", detail=str(exc)), 503
         # Only reached after the COMMIT returned: the id is durable (and, in synchronous
@@ -49,6 +71,15 @@ def create_app(database_url=None):
             return jsonify(error="database unavailable", detail=str(exc)), 503
 
     return app
+
+
+def _retry_after(path, default=30):
+    try:
+        with open(path, encoding="utf-8") as flag:
+            value = int(flag.read().strip() or default)
+    except (OSError, ValueError):
+        return default
+    return value if 0 < value <= 3600 else default
 
 
 def _valid_entry(body):

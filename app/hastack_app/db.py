@@ -28,8 +28,17 @@ class Unavailable(Exception):
     """The database could not serve the request; nothing was committed."""
 
 
+class Maintenance(Unavailable):
+    """Writes are paused (maintenance file); nothing was committed."""
+
+
+def _never():
+    return False
+
+
 class Store:
-    def __init__(self, url, pool_size=4):
+    def __init__(self, url, pool_size=4, maintenance=_never):
+        self.maintenance = maintenance
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("DATABASE_URL must be a postgresql:// or sqlite:/// URL")
         # The pool opens in the background: the app starts, and /health answers 503,
@@ -61,12 +70,12 @@ class Store:
         return self._run("SELECT count(*) FROM usage_entries")[0]
 
 
-def open_store(url):
+def open_store(url, maintenance=_never):
     """The store for DATABASE_URL: sqlite:///PATH (sqlite:////var/lib/app/app.db is
-    absolute) or postgresql://."""
+    absolute) or postgresql://. maintenance() is true while writes are paused."""
     if url.startswith("sqlite:"):
-        return SqliteStore(url)
-    return Store(url)
+        return SqliteStore(url, maintenance)
+    return Store(url, maintenance=maintenance)
 
 
 def migrate(url):
@@ -119,9 +128,10 @@ def sqlite_connect(path, create=False):
 
 
 class SqliteStore:
-    def __init__(self, url):
+    def __init__(self, url, maintenance=_never):
         self.path = sqlite_path(url)
         self.node = socket.gethostname()
+        self.maintenance = maintenance
 
     def _run(self, sql, params=(), write=False):
         try:
@@ -131,11 +141,18 @@ class SqliteStore:
         try:
             # An explicit transaction: the entry is acknowledged only after COMMIT returned.
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            # Checked again under the write lock: a write that got past the request's
+            # check commits before the migration's copy takes the lock, or not at all.
+            if write and self.maintenance():
+                raise Maintenance("writes are paused (maintenance)")
             cursor = conn.execute(sql, params)
             row = cursor.fetchone()
             last = cursor.lastrowid
             conn.execute("COMMIT")
             return row, last
+        except Maintenance:
+            conn.execute("ROLLBACK")
+            raise
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

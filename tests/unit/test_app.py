@@ -110,3 +110,44 @@ def test_migration_statements_are_split_like_sqlite_would():
     script = "-- c\nCREATE TABLE t (a TEXT DEFAULT ';');\nCREATE INDEX i ON t (a);\n"
     assert [s.strip() for s in db._statements(script)] == [
         "CREATE TABLE t (a TEXT DEFAULT ';');", "CREATE INDEX i ON t (a);"]
+
+
+def test_maintenance_refuses_writes_with_retry_after_and_health_stays_200(sqlite_url, tmp_path, monkeypatch):
+    flag = tmp_path / "maintenance"
+    monkeypatch.setenv("MAINTENANCE_FILE", str(flag))
+    db.migrate(sqlite_url)
+    client = create_app(sqlite_url).test_client()
+    assert client.get("/health").get_json()["maintenance"] is False
+    flag.write_text("12\n")
+    response = client.post("/api/entries", json={"machine": "lathe", "member": "ana"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "12"
+    assert "maintenance" in response.get_json()["error"]
+    assert client.put("/api/files/a.txt", data=b"x").status_code == 503
+    health = client.get("/health")
+    assert health.status_code == 200 and health.get_json()["maintenance"] is True
+    assert client.get("/api/entries/count").get_json() == {"count": 0}
+    flag.unlink()
+    assert client.post("/api/entries", json={"machine": "lathe", "member": "ana"}).status_code == 201
+
+
+def test_a_write_past_the_request_check_is_refused_under_the_lock(sqlite_url, tmp_path):
+    """The flag appears between the request's check and the write lock: nothing commits."""
+    db.migrate(sqlite_url)
+    flag = tmp_path / "maintenance"
+    store = db.open_store(sqlite_url, maintenance=flag.exists)
+    assert store.add_entry("lathe", "ana", 1)[0] == 1
+    flag.write_text("")
+    with pytest.raises(db.Maintenance):
+        store.add_entry("lathe", "bob", 1)
+    assert store.count_entries() == 1
+
+
+def test_maintenance_answers_503_in_postgresql_mode_too(tmp_path, monkeypatch):
+    flag = tmp_path / "maintenance"
+    flag.write_text("oops")
+    monkeypatch.setenv("MAINTENANCE_FILE", str(flag))
+    client = create_app(UNREACHABLE).test_client()
+    response = client.post("/api/entries", json={"machine": "lathe", "member": "ana"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "maintenance" in response.get_json()["error"]
+    assert client.get("/health").get_json()["maintenance"] is True
