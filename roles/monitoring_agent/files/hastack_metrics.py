@@ -72,7 +72,7 @@ HELP = {
     "hastack_pg_replica_streaming": "1 when this standby's WAL receiver streams",
     "hastack_pg_replay_lag_bytes": "WAL received but not yet replayed on this standby",
     "hastack_pg_replay_lag_seconds": "age of the last replayed commit while WAL waits for replay, else 0",
-    "hastack_pg_replicas_streaming": "standbys streaming from this primary",
+    "hastack_pg_replicas_streaming": "walsenders streaming from this primary (standbys and the WAL archiver)",
     "hastack_pg_replica_replay_lag_bytes": "primary's view: bytes a standby has not replayed",
     "hastack_pg_slot_active": "1 when the replication slot is in use",
     "hastack_pg_slot_retained_bytes": "WAL the slot keeps on this node",
