@@ -129,6 +129,18 @@ def test_a_failing_section_is_reported_and_the_others_still_written(monkeypatch)
     assert ("hastack_metrics_last_run_timestamp_seconds", ()) in got
 
 
+def test_litestream_lag_and_an_unreadable_replica():
+    out = "\n".join([json.dumps({"database": "/srv/a.db", "lag_seconds": 0}),
+                     json.dumps({"database": "/srv/b.db", "error": "sftp: connection refused"}),
+                     json.dumps({"database": "/srv/c.db", "lag_seconds": None}), "not json"])
+    got = as_dict(metrics.litestream_samples(out))
+    assert got[("hastack_litestream_lag_seconds", (("database", "/srv/a.db"),))] == 0
+    assert got[("hastack_litestream_replica_ok", (("database", "/srv/a.db"),))] is True
+    assert got[("hastack_litestream_replica_ok", (("database", "/srv/b.db"),))] is False
+    assert got[("hastack_litestream_replica_ok", (("database", "/srv/c.db"),))] is False
+    assert got[("hastack_litestream_lag_seconds", (("database", "/srv/b.db"),))] is None  # render() leaves it out
+
+
 def test_vip_event_is_a_short_info_alert_and_records_the_state(tmp_path):
     now = datetime.datetime(2026, 11, 28, 10, 0, tzinfo=datetime.timezone.utc)
     alert = event.vip_event("hastack_db", "MASTER", "100", now, 300)

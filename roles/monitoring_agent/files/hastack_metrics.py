@@ -93,6 +93,7 @@ HELP = {
     "hastack_backup_last_verify_timestamp_seconds": "time of the newest verification",
     "hastack_base_backup_last_timestamp_seconds": "end of the newest base backup",
     "hastack_litestream_lag_seconds": "how far the Litestream replica is behind",
+    "hastack_litestream_replica_ok": "1 when hastack-litestream-lag could read the replica",
     "hastack_http_up": "1 when the URL answered 200",
     "hastack_http_duration_seconds": "time the URL took to answer",
     "hastack_metrics_section_ok": "1 when the collector read this section",
@@ -283,12 +284,20 @@ def collect_litestream(cfg):
     if not command:
         return []
     out = subprocess.run([command], capture_output=True, text=True, timeout=60, check=False).stdout  # noqa: S603
+    return litestream_samples(out)
+
+
+def litestream_samples(out):
+    """hastack-litestream-lag's JSON lines: lag, and whether the replica could be read at all
+    (an error line, or no replica file yet, has no lag)."""
     samples = []
     for line in out.splitlines():
         with contextlib.suppress(ValueError):
             item = json.loads(line)
-            samples.append(("hastack_litestream_lag_seconds", {"database": item.get("database", "?")},
-                            item.get("lag_seconds")))
+            labels = {"database": item.get("database", "?")}
+            readable = "error" not in item and item.get("lag_seconds") is not None
+            samples.append(("hastack_litestream_replica_ok", labels, readable))
+            samples.append(("hastack_litestream_lag_seconds", labels, item.get("lag_seconds")))
     return samples
 
 
