@@ -16,7 +16,7 @@ export PY_COLORS := 0
 VARIANT ?= postgresql
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help demo test venv host image images lab lab-down lab-status converge lint unit molecule clean
+.PHONY: help demo test venv host image images lab lab-down lab-status converge lint unit promtool molecule clean
 
 help:
 	@echo "make demo       build the lab and converge site.yml on it (installs what it needs)"
@@ -67,6 +67,10 @@ lint: venv
 
 unit: venv
 	pytest -q tests/unit
+
+# promtool check rules + test rules on the alert rules (promtool from the cluster image).
+promtool: venv images
+	bash scripts/promtool.sh
 
 molecule: venv images
 	for s in $(SCENARIOS); do molecule test -s $$s; done

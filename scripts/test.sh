@@ -24,6 +24,7 @@ stage yamllint yamllint -s .
 stage ansible-lint ansible-lint
 stage ruff ruff check .
 stage unit pytest -q -p no:cacheprovider tests/unit
+stage promtool bash scripts/promtool.sh
 for scenario in $scenarios; do
   stage "molecule-$scenario" molecule test -s "$scenario"
 done
