@@ -160,7 +160,8 @@ def test_vrrp_v2_with_authentication_and_the_vips_on_the_right_hosts(host):
 
 def test_the_app_answers_through_the_app_vip_and_writes_through_the_db_vip():
     with urllib.request.urlopen("http://198.18.2.101:8000/health", timeout=5) as response:
-        assert json.load(response) == {"status": "ok", "database": "reachable", "role": "primary", "node": "db1"}
+        assert json.load(response) == {"status": "ok", "database": "reachable", "role": "primary", "node": "db1",
+                                       "maintenance": False}
     request = urllib.request.Request("http://198.18.2.101:8000/api/entries", method="POST",
                                      data=b'{"machine": "saw", "member": "bo", "minutes": 10}',
                                      headers={"Content-Type": "application/json"})

@@ -81,7 +81,7 @@ def test_vips_sit_on_the_primary_and_on_exactly_one_answering_app_server():
     assert app_health(holders[0]) == "200"
     status, body = health()
     assert status == 200
-    assert body == {"status": "ok", "database": "reachable", "role": "primary", "node": "ha-db1"}
+    assert body == {"status": "ok", "database": "reachable", "role": "primary", "node": "ha-db1", "maintenance": False}
     for node in APP_SERVERS:
         assert sh(node, "stat -c '%a %U' /etc/hastack-app/app.env").stdout.split() == ["600", "root"]
     # The migration ran once, on the primary; the replica has the table by replication.
