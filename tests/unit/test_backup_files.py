@@ -2,8 +2,6 @@
 their checks, the files part in the manifest, and what the source host's forced command
 lets through. The pulls over SSH run for real in molecule/backup."""
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,21 +9,16 @@ import subprocess
 import sys
 import tarfile
 
+from script_loader import load_script
+
 sys.dont_write_bytecode = True
 FILES = pathlib.Path(__file__).resolve().parents[2] / "roles/backup/files"
 sys.path.insert(0, str(FILES))
 import hastack_files  # noqa: E402
 
 
-def load(name, path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
-    loader.exec_module(module)
-    return module
-
-
-source = load("hastack_backup_source", FILES / "hastack-backup-source")
-backup = load("hastack_backup", FILES / "hastack-backup")
+source = load_script("hastack_backup_source", FILES / "hastack-backup-source")
+backup = load_script("hastack_backup", FILES / "hastack-backup")
 
 ENV = """# the app's environment
 DATABASE_URL=postgresql://hastack:p%40ss:w0rd@198.18.1.100:5432/hastack

@@ -2,19 +2,15 @@
 backup folders made here. Dumps, restores and verification run for real in molecule/backup."""
 
 import datetime
-import importlib.machinery
-import importlib.util
 import json
 import os
-import pathlib
 import sys
+
+from script_loader import load_script
 
 sys.dont_write_bytecode = True
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "roles/backup/files/hastack-backup"
-_loader = importlib.machinery.SourceFileLoader("hastack_backup", str(SCRIPT))
-backup = importlib.util.module_from_spec(importlib.util.spec_from_loader("hastack_backup", _loader))
-_loader.exec_module(backup)
+backup = load_script("hastack_backup", "roles/backup/files/hastack-backup")
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -322,24 +318,27 @@ def test_webdav_uploads_the_run_and_removes_there_what_retention_removed_here(tm
                      ("DELETE", "http://dav.example/dav/hastack/20261101T021500Z/")]
 
 
+def offsite_to_webdav(tmp_path, monkeypatch, name, answers):
+    """The WebDAV result of backup name's offsite copy against a server answering
+    answers, and the requests made."""
+    dav, calls = fake_dav(answers)
+    monkeypatch.setattr(backup, "dav", dav)
+    return backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"], calls
+
+
 def test_a_refusing_or_unreachable_webdav_server_is_reported_not_raised(tmp_path, monkeypatch):
     name = make(tmp_path, 0)
-    dav, calls = fake_dav({"MKCOL": 401})
-    monkeypatch.setattr(backup, "dav", dav)
-    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    result, calls = offsite_to_webdav(tmp_path, monkeypatch, name, {"MKCOL": 401})
     assert result["ok"] is False and "HTTP 401 (check backup_webdav_user/backup_webdav_password)" in result["error"]
     assert calls == [("MKCOL", "http://dav.example/h/")]  # nothing deleted after a refusal
-    dav, _ = fake_dav({"MKCOL": RuntimeError("WebDAV MKCOL http://dav.example/h/ failed: Failed to connect")})
-    monkeypatch.setattr(backup, "dav", dav)
-    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    result, _ = offsite_to_webdav(tmp_path, monkeypatch, name, {
+        "MKCOL": RuntimeError("WebDAV MKCOL http://dav.example/h/ failed: Failed to connect")})
     assert result["ok"] is False and "Failed to connect" in result["error"]
 
 
 def test_a_failed_upload_removes_its_partial_collection(tmp_path, monkeypatch):
     name = make(tmp_path, 0)
-    dav, calls = fake_dav({"PUT": 507})
-    monkeypatch.setattr(backup, "dav", dav)
-    result = backup.offsite(cfg(tmp_path, webdav_url="http://dav.example/h"), name)["webdav"]
+    result, calls = offsite_to_webdav(tmp_path, monkeypatch, name, {"PUT": 507})
     assert result["ok"] is False and "HTTP 507 (the WebDAV storage is full" in result["error"]
     assert calls[-1] == ("DELETE", f"http://dav.example/h/.{name}.partial/")
     assert not any(call[0] == "MOVE" for call in calls)

@@ -2,20 +2,18 @@
 atomic snapshot switch and retention, on folders made here. The rsync over SSH between two
 app servers runs for real in molecule/ha (tests/test_file_sync.py)."""
 
-import importlib.machinery
-import importlib.util
 import os
 import pathlib
 import sys
 
 import pytest
 
+from script_loader import load_script
+
 sys.dont_write_bytecode = True
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "roles/file_sync/files/hastack-file-sync"
-_loader = importlib.machinery.SourceFileLoader("hastack_file_sync", str(SCRIPT))
-sync = importlib.util.module_from_spec(importlib.util.spec_from_loader("hastack_file_sync", _loader))
-_loader.exec_module(sync)
+sync = load_script("hastack_file_sync", SCRIPT)
 
 STAMPS = ["20261128T070000.000001Z", "20261128T070100.000001Z", "20261128T070200.000001Z",
           "20261128T070300.000001Z"]

@@ -2,26 +2,19 @@
 VIP addresses become as Prometheus samples; hastack-event's alerts; the lab sinks."""
 
 import datetime
-import importlib.machinery
-import importlib.util
 import json
 import os
 import pathlib
 import threading
 
+from script_loader import load_script
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def load(name, path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
-    loader.exec_module(module)
-    return module
-
-
-metrics = load("hastack_metrics", ROOT / "roles/monitoring_agent/files/hastack_metrics.py")
-event = load("hastack_event", ROOT / "roles/monitoring_agent/files/hastack-event")
-sink = load("hastack_lab_sink", ROOT / "roles/lab_sinks/files/hastack_lab_sink.py")
+metrics = load_script("hastack_metrics", ROOT / "roles/monitoring_agent/files/hastack_metrics.py")
+event = load_script("hastack_event", ROOT / "roles/monitoring_agent/files/hastack-event")
+sink = load_script("hastack_lab_sink", ROOT / "roles/lab_sinks/files/hastack_lab_sink.py")
 
 
 def as_dict(samples):

@@ -2,8 +2,6 @@
 consent, read-only otherwise (fails closed). The cluster-wide behaviour runs for real in
 molecule/drills (cold start of every host, old primary restarted alone)."""
 
-import importlib.machinery
-import importlib.util
 import json
 import pathlib
 import sys
@@ -11,16 +9,15 @@ import time
 
 import pytest
 
+from script_loader import load_script
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(ROOT / "module_utils"))
 import hastack_quorum  # noqa: E402
 
 SCRIPT = ROOT / "roles/postgresql/files/hastack-pg-start-guard"
-_loader = importlib.machinery.SourceFileLoader("start_guard", str(SCRIPT))
-_spec = importlib.util.spec_from_loader("start_guard", _loader)
-guard = importlib.util.module_from_spec(_spec)
-_loader.exec_module(guard)
+guard = load_script("start_guard", SCRIPT)
 
 
 @pytest.fixture()
