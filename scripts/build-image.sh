@@ -113,9 +113,9 @@ apt-get install -y -qq --install-recommends ${recommends[*]} >/dev/null
 apt-get install -y -qq --no-install-recommends ${plain[*]} >/dev/null
 apt-get clean
 rm -f /usr/sbin/policy-rc.d /etc/postgresql-common/createcluster.d/zz-image-build.conf
-# The monitoring daemons start only where the monitoring roles enable them (scenarios with
-# hastack_monitoring), not on every host of every scenario.
-for unit in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter; do
+# The monitoring daemons and HAProxy start only where their roles enable them (scenarios
+# with hastack_monitoring or hastack_haproxy), not on every host of every scenario.
+for unit in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter haproxy; do
   rm -f /etc/systemd/system/multi-user.target.wants/\$unit.service
 done
 if [ -z "\$had_dir" ] && ! dpkg -S /etc/postgresql-common/createcluster.d >/dev/null 2>&1; then

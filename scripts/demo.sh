@@ -27,7 +27,11 @@ echo
 echo "== What was built"
 ansible-playbook -i "$inventory" status.yml | sed -n '/msg:/,/^$/p'
 echo "Every host: common baseline (chrony, admin user, hardened sshd, security updates)."
-echo "App: http://198.18.1.101:8000/health (app VIP) -> PostgreSQL at 198.18.1.100 (DB VIP)."
+echo "App: https://198.18.1.101/ (app VIP; HAProxy with TLS on app1 and app2, both app servers"
+echo "     active) -> PostgreSQL at 198.18.1.100 (DB VIP). The certificate is from the lab's CA:"
+curl -sS --fail --cacert .lab/ca/ca.crt -o /dev/null \
+  -w "     curl --cacert .lab/ca/ca.crt https://198.18.1.101/health -> %{http_code}, certificate verified (%{ssl_verify_result})\n" \
+  https://198.18.1.101/health
 
 echo
 echo "== Failover drill: kill the primary's host while a client writes through the app VIP"
@@ -50,5 +54,7 @@ sed -n '/msg:/,/^$/p' "$log.status"
 echo
 echo "demo: lab converged, second run changed=0, failover drill passed. Next:"
 echo "  export ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass"
+echo "  curl --cacert .lab/ca/ca.crt https://198.18.1.101/api/entries/count   # the app"
+echo "  ansible-playbook deploy.yml -e app_git_repo=URL -e app_git_version=TAG   # rolling deploy"
 echo "  ansible-playbook failover.yml        # see docs/RUNBOOK.md"
 echo "  ssh -i .lab/ssh/id_ed25519 hastack@198.18.1.11"

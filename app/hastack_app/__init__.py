@@ -5,6 +5,7 @@ pool whose broken connections are replaced, answers 503 instead of hanging while
 database is away, and acknowledges an entry only after its COMMIT returned.
 """
 
+import json
 import os
 
 from flask import Flask, jsonify, request
@@ -19,6 +20,11 @@ MAX_TEXT = 200
 # clears it atomically, in both database modes, without restarting the app.
 DEFAULT_MAINTENANCE_FILE = "/var/lib/hastack-app/maintenance"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+# roles/app writes release.json next to each release's src/ folder and starts the app in
+# that folder through the `current` link; a relative path is read from the working
+# directory, which the kernel resolved when the app started: the release this process
+# runs, not the one `current` points to after a later switch.
+DEFAULT_RELEASE_FILE = "../release.json"
 
 
 def create_app(database_url=None):
@@ -27,6 +33,7 @@ def create_app(database_url=None):
     store = db.open_store(database_url or os.environ.get("DATABASE_URL", ""),
                           maintenance=lambda: os.path.exists(maintenance_file))
     app.extensions["hastack_store"] = store
+    release = _read_release(os.environ.get("APP_RELEASE_FILE", DEFAULT_RELEASE_FILE))
     uploads.init_app(app)  # files: the same in every database mode
 
     def refused():
@@ -47,6 +54,10 @@ def create_app(database_url=None):
         except db.Unavailable as exc:
             return jsonify(status="error", database="unreachable", error=str(exc), maintenance=paused), 503
         return jsonify(status="ok", maintenance=paused, **state), 200
+
+    @app.get("/version")
+    def version():
+        return jsonify(release), 200
 
     @app.post("/api/entries")
     def add_entry():
@@ -71,6 +82,17 @@ def create_app(database_url=None):
             return jsonify(error="database unavailable", detail=str(exc)), 503
 
     return app
+
+
+def _read_release(path):
+    """What roles/app recorded about the running release (id, version, commit); unknown
+    when the app runs outside a release folder (tests, a developer's checkout)."""
+    try:
+        with open(path, encoding="utf-8") as record:
+            release = json.load(record)
+    except (OSError, ValueError):
+        return {"id": "unknown", "version": "unknown"}
+    return release if isinstance(release, dict) else {"id": "unknown", "version": "unknown"}
 
 
 def _retry_after(path, default=30):

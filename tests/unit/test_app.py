@@ -151,3 +151,21 @@ def test_maintenance_answers_503_in_postgresql_mode_too(tmp_path, monkeypatch):
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert "maintenance" in response.get_json()["error"]
     assert client.get("/health").get_json()["maintenance"] is True
+
+
+def test_version_reports_the_release_the_process_started_from(tmp_path, monkeypatch):
+    release = tmp_path / "releases" / "git-0123456789ab"
+    (release / "src").mkdir(parents=True)
+    (release / "release.json").write_text('{"id": "git-0123456789ab", "version": "v2"}', encoding="utf-8")
+    monkeypatch.chdir(release / "src")
+    monkeypatch.delenv("APP_RELEASE_FILE", raising=False)
+    client = create_app(UNREACHABLE).test_client()
+    # The file changing later (another release switched in) does not change the answer.
+    (release / "release.json").write_text('{"id": "other", "version": "v3"}', encoding="utf-8")
+    assert client.get("/version").get_json() == {"id": "git-0123456789ab", "version": "v2"}
+
+
+def test_version_outside_a_release_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("APP_RELEASE_FILE", raising=False)
+    assert create_app(UNREACHABLE).test_client().get("/version").get_json()["version"] == "unknown"

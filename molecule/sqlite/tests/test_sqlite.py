@@ -74,7 +74,7 @@ def test_only_the_active_app_server_runs_the_app_and_litestream():
     wait_until(lambda: holds(ACTIVE, APP_VIP), timeout=20, message=f"the app VIP on {ACTIVE}")
     assert not holds(STANDBY, APP_VIP)
     # Installed and ready on the standby, but no database of its own: it never wrote one.
-    installed = "test -x /opt/hastack-app/venv/bin/gunicorn && test -x /usr/local/bin/litestream"
+    installed = "test -x /opt/hastack-app/current/venv/bin/gunicorn && test -x /usr/local/bin/litestream"
     assert sh(STANDBY, installed).returncode == 0
     assert sh(STANDBY, f"test -e {DB}").returncode != 0
 

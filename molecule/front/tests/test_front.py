@@ -1,0 +1,247 @@
+"""The front door: HAProxy with TLS on both app servers under the app VIP.
+
+The controller is the client: it sends a steady stream of requests over HTTPS through
+the app VIP, verifying the certificate against the scenario's CA, while deploy.yml rolls
+a new release out, while a broken release is rolled back, and while app1's host is
+killed. The tests run in order and share the hosts.
+"""
+
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from hastack_testlib import EPHEMERAL, ROOT, holds, playbook, psql, sh, wait_until
+
+APP_VIP = "198.18.10.101"
+APPS = {"front-app1": "198.18.10.21", "front-app2": "198.18.10.22"}
+CA = EPHEMERAL / "ca" / "ca.crt"
+GIT = EPHEMERAL / "app-git"
+
+
+def tls_context():
+    return ssl.create_default_context(cafile=str(CA))
+
+
+class Client(threading.Thread):
+    """Requests one after another, each on a new TLS connection: a POST of an entry, then
+    a GET of /health. Records (time, what, status or error, id)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.results, self.stopped, self.context = [], threading.Event(), tls_context()
+
+    def request(self, method, path, body=None):
+        connection = http.client.HTTPSConnection(APP_VIP, 443, timeout=5, context=self.context)
+        try:
+            connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+            return response.status, data
+        finally:
+            connection.close()
+
+    def run(self):
+        entry = json.dumps({"machine": "front", "member": "client", "minutes": 1})
+        while not self.stopped.is_set():
+            for method, path, body, good in (("POST", "/api/entries", entry, 201), ("GET", "/health", None, 200)):
+                started = time.time()
+                try:
+                    status, data = self.request(method, path, body)
+                    entry_id = json.loads(data)["id"] if status == 201 else None
+                    self.results.append((started, method, status if status == good else f"HTTP {status}", entry_id))
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    self.results.append((started, method, f"{type(exc).__name__}: {exc}", None))
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+        return self.results
+
+
+def failures(results):
+    return [r for r in results if not isinstance(r[2], int)]
+
+
+def running_version(app):
+    with urllib.request.urlopen(f"http://{APPS[app]}:8000/version", timeout=5) as response:
+        return json.load(response)["version"]
+
+
+def stats(app):
+    """HAProxy's view on app: {server: (status, requests sent to it)}."""
+    with urllib.request.urlopen(f"http://{APPS[app]}:8404/stats;csv", timeout=5) as response:
+        lines = response.read().decode().lstrip("# ").splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+    return {r["svname"]: (r["status"], int(r["stot"] or 0)) for r in rows
+            if r["pxname"] == "app" and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def release_repo():
+    """A git repository on the controller with the reference app: tag v2 (good) and
+    v3-broken (its WSGI module fails at import, so the app never answers /health)."""
+    if GIT.exists():
+        shutil.rmtree(GIT)
+    shutil.copytree(ROOT / "app", GIT, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@hastack.test",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@hastack.test")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(GIT), *args], check=True, env=env, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "v2")
+    git("tag", "v2")
+    wsgi = GIT / "hastack_app" / "wsgi.py"
+    wsgi.write_text('raise SystemExit("this release is broken on purpose")\n' + wsgi.read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    git("commit", "-q", "-am", "broken")
+    git("tag", "v3-broken")
+
+
+@pytest.fixture(scope="module")
+def repo():
+    release_repo()
+    return GIT
+
+
+def test_https_through_the_vip_with_a_verified_certificate():
+    with urllib.request.urlopen(f"https://{APP_VIP}/health", timeout=5, context=tls_context()) as response:
+        assert response.status == 200 and json.load(response)["status"] == "ok"
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    # A client that does not trust the CA refuses the certificate.
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(f"https://{APP_VIP}/health", timeout=5,
+                               context=ssl.create_default_context())
+    # The DNS name in the certificate verifies too (curl resolves it to the VIP).
+    out = subprocess.run(["curl", "-sS", "--cacert", str(CA), "--resolve", f"app.hastack.test:443:{APP_VIP}",
+                          "-o", "/dev/null", "-w", "%{http_code} %{ssl_verify_result}",
+                          "https://app.hastack.test/health"], capture_output=True, text=True, check=False)
+    assert out.stdout == "200 0", out.stderr
+
+
+def test_http_redirects_to_https():
+    connection = http.client.HTTPConnection(APP_VIP, 80, timeout=5)
+    connection.request("GET", "/api/entries/count")
+    response = connection.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{APP_VIP}/api/entries/count"
+
+
+def test_tls_1_2_clients_get_forward_secrecy():
+    context = tls_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    connection = http.client.HTTPSConnection(APP_VIP, 443, timeout=5, context=context)
+    connection.request("GET", "/health")
+    assert connection.getresponse().status == 200
+    name, version, _ = connection.sock.cipher()
+    assert version == "TLSv1.2" and name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name)
+    connection.close()
+
+
+def test_both_app_servers_take_requests_and_haproxy_reports_them():
+    before = stats("front-app1")
+    client = Client()
+    client.start()
+    time.sleep(3)
+    results = client.stop()
+    assert results and not failures(results)
+    after = stats("front-app1")
+    for server in APPS:
+        assert after[server][0] == "UP"
+        assert after[server][1] > before[server][1], f"{server} got no requests"
+    # HAProxy's own Prometheus metrics, on the admin address.
+    with urllib.request.urlopen(f"http://{APPS['front-app2']}:8404/metrics", timeout=5) as response:
+        assert 'haproxy_server_status{proxy="app",server="front-app1",state="UP"} 1' in response.read().decode()
+    # The app VIP's check: HAProxy serves and has a healthy app server.
+    assert sh("front-app1", "curl -s http://127.0.0.1:8405/ready").stdout == "ready"
+
+
+def acknowledged_ids_present(results):
+    ids = [r[3] for r in results if r[3] is not None]
+    present = int(psql("front-db1", f"SELECT count(*) FROM usage_entries WHERE id IN ({','.join(map(str, ids))})"))
+    return len(ids), present
+
+
+def test_rolling_deploy_without_a_failed_request(repo):
+    assert running_version("front-app1") == running_version("front-app2") == "bundled"
+    client = Client()
+    client.start()
+    time.sleep(1)
+    result = playbook("deploy.yml", "-e", f"app_git_repo={repo}", "-e", "app_git_version=v2")
+    time.sleep(1)
+    results = client.stop()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "DEPLOY DONE" in result.stdout
+    print(f"rolling deploy: {len(results)} requests, {len(failures(results))} failed, "
+          f"deploy.yml {result.seconds:.1f} s")
+    assert not failures(results), failures(results)[:5]
+    assert running_version("front-app1") == running_version("front-app2") == "v2"
+    acked, present = acknowledged_ids_present(results)
+    assert acked > 20 and present == acked
+    # Both back in every HAProxy.
+    for app in APPS:
+        assert {server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
+
+
+def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo):
+    client = Client()
+    client.start()
+    result = playbook("deploy.yml", "-e", f"app_git_repo={repo}", "-e", "app_git_version=v3-broken",
+                      "-e", "app_health_timeout=5")
+    results = client.stop()
+    assert result.returncode != 0
+    assert "did not come up healthy on front-app1" in result.stdout
+    assert "rolled back to git-" in result.stdout
+    print(f"broken deploy: {len(results)} requests, {len(failures(results))} failed, deploy.yml {result.seconds:.1f} s")
+    assert not failures(results), failures(results)[:5]
+    assert running_version("front-app1") == running_version("front-app2") == "v2"
+    # front-app2 never got the broken release switched in.
+    assert "git-" in sh("front-app2", "readlink /opt/hastack-app/current").stdout
+    for app in APPS:
+        assert {server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
+
+
+def test_site_yml_leaves_a_deployed_release_alone():
+    # The inventory still names the bundled app: the app servers' play prepares it but
+    # switches nothing, and says how to roll it out.
+    result = playbook("playbooks/app.yml")
+    assert result.returncode == 0
+    assert "runs git-" in result.stdout and "ansible-playbook deploy.yml" in result.stdout
+    assert running_version("front-app1") == running_version("front-app2") == "v2"
+
+
+def test_killing_app1s_host_costs_a_bounded_number_of_requests():
+    assert holds("front-app1", APP_VIP)
+    client = Client()
+    client.start()
+    time.sleep(2)
+    killed = time.time()
+    subprocess.run(["podman", "kill", "front-app1"], check=True, capture_output=True)
+    wait_until(lambda: holds("front-app2", APP_VIP), timeout=10, message="the app VIP on front-app2")
+    time.sleep(6)
+    results = client.stop()
+    failed = failures(results)
+    after = [r for r in results if r[0] > killed]
+    last_failure = max((r[0] for r in failed), default=killed) - killed
+    print(f"app1 killed: {len(after)} requests after the kill, {len(failed)} failed, "
+          f"the last failure started {last_failure:.2f} s after the kill; {failed[:5]}")
+    # Only requests in flight or started while the VIP moved fail; then app2 serves all.
+    assert len(failed) <= 10
+    assert last_failure < 6
+    tail = [r for r in results if r[0] > killed + last_failure + 0.01]
+    assert len(tail) > 10 and not failures(tail)
+    acked, present = acknowledged_ids_present(results)
+    assert present == acked
