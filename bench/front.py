@@ -31,15 +31,16 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from benchlib import ROOT, playbook, sh
 
-APP_VIP = "198.18.1.101"
+# The lab's; --vip, --apps and --ca point the script at another set of hosts.
+LAB = {"vip": "198.18.1.101", "ca": str(ROOT / ".lab" / "ca" / "ca.crt")}
 APPS = {"app1": "198.18.1.21", "app2": "198.18.1.22"}
-CA = ROOT / ".lab" / "ca" / "ca.crt"
 
 
 def connect(target):
     if target == "vip":
-        return http.client.HTTPSConnection(APP_VIP, 443, timeout=5, context=ssl.create_default_context(cafile=str(CA)))
-    return http.client.HTTPConnection(APPS["app1"], 8000, timeout=5)
+        return http.client.HTTPSConnection(LAB["vip"], 443, timeout=5,
+                                           context=ssl.create_default_context(cafile=LAB["ca"]))
+    return http.client.HTTPConnection(APPS[next(iter(APPS))], 8000, timeout=5)
 
 
 def throughput(target, seconds, clients):
@@ -111,7 +112,7 @@ def release_repo(where):
 
 def vip_holder():
     for name in APPS:
-        if f" {APP_VIP}/" in sh(["podman", "exec", name, "ip", "-o", "-4", "addr", "show"]).stdout:
+        if f" {LAB['vip']}/" in sh(["podman", "exec", name, "ip", "-o", "-4", "addr", "show"]).stdout:
             return name
     return None
 
@@ -122,7 +123,14 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--deploy", action="store_true")
     parser.add_argument("--kill", action="store_true")
+    parser.add_argument("--vip", default=LAB["vip"], help="the app VIP (not the lab's: e.g. a Molecule scenario's)")
+    parser.add_argument("--apps", default=",".join(f"{k}={v}" for k, v in APPS.items()),
+                        help="app servers as container=address,...; the first is the direct target")
+    parser.add_argument("--ca", default=LAB["ca"], help="the CA certificate HTTPS is verified with")
     args = parser.parse_args()
+    LAB.update(vip=args.vip, ca=args.ca)
+    APPS.clear()
+    APPS.update(pair.split("=", 1) for pair in args.apps.split(","))
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"command: bench/front.py --seconds {args.seconds:g} --clients {args.clients}")
 
@@ -132,7 +140,7 @@ def main():
     vip = (vip1 + vip2) / 2
     print(f"through HAProxy over TLS (app VIP, both app servers): {vip:.0f} req/s ({vip1:.0f}, {vip2:.0f}; "
           f"{vip1_err + vip2_err} errors)")
-    print(f"straight to app1:8000 (one app server, plain HTTP):   {direct:.0f} req/s ({direct_err} errors)")
+    print(f"straight to {next(iter(APPS))}:8000 (one app server, plain HTTP): {direct:.0f} req/s ({direct_err} errors)")
     print(f"ratio VIP / direct: {vip / direct:.2f}")
 
     if args.deploy:

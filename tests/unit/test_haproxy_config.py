@@ -1,0 +1,70 @@
+"""roles/haproxy's configuration for both database modes, rendered with the role's defaults
+(molecule/front runs the PostgreSQL mode on real hosts; SQLite mode is proven here)."""
+
+import pathlib
+
+import re
+
+import jinja2
+import pytest
+import yaml
+from jinja2.nativetypes import NativeEnvironment
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "haproxy"
+HOSTS = {"app1": "10.0.0.21", "app2": "10.0.0.22"}
+
+
+def render(host, **overrides):
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # noqa: S701 - a config file, not HTML
+    native = NativeEnvironment()  # defaults keep their types, as in Ansible
+    for environment in (env, native):
+        environment.tests["match"] = lambda value, pattern: re.match(pattern, value) is not None
+    values = {"inventory_hostname": host, "hastack_address": HOSTS[host], "hastack_app_vip": "10.0.0.101",
+              "groups": {"app": list(HOSTS)}, "ansible_managed": "managed",
+              "hostvars": {name: {"hastack_address": address} for name, address in HOSTS.items()}}
+    values.update(overrides)
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
+    for _ in range(3):  # defaults refer to each other
+        for name, value in defaults.items():
+            if name not in overrides:
+                templated = isinstance(value, str) and "{{" in value
+                values[name] = native.from_string(value).render(values) if templated else value
+    template = (ROLE / "templates" / "etc" / "haproxy" / "haproxy.cfg.j2").read_text(encoding="utf-8")
+    return env.from_string(template).render(values)
+
+
+def servers(config):
+    return [line.split() for line in config.splitlines() if line.strip().startswith("server ")]
+
+
+def test_postgresql_mode_balances_over_every_app_server():
+    config = render("app1")
+    assert [s[1:3] + s[4:] for s in servers(config)] == [["app1", "10.0.0.21:8000"], ["app2", "10.0.0.22:8000"]]
+    assert "srv_is_up" not in config and "nbsrv(app) ge 1" in config
+
+
+@pytest.mark.parametrize("host, other", [("app1", "app2"), ("app2", "app1")])
+def test_sqlite_mode_prefers_the_local_server_and_ready_follows_it(host, other):
+    config = render(host, app_database_url="sqlite:////var/lib/hastack-app/app.db")
+    flags = {s[1]: s[4:] for s in servers(config)}
+    assert flags[host] == [] and flags[other] == ["backup"]
+    # The app VIP stays where the (only) writer runs.
+    assert f"if {{ srv_is_up(app/{host}) }}" in config
+
+
+def test_posts_are_never_retried_after_they_reached_a_server():
+    config = render("app1")
+    assert "retry-on conn-failure empty-response response-timeout" in config
+    assert "http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS" in config
+    assert "METH_POST" not in config
+
+
+def test_tls_is_intermediate_only():
+    config = render("app1")
+    ciphers = next(line.split()[1] for line in config.splitlines() if "ssl-default-bind-ciphers " in line)
+    assert "no-tlsv10 no-tlsv11" in config
+    assert all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in ciphers.split(":"))
+    assert "ssl crt /etc/haproxy/certs/app.pem" in config
+    assert "redirect scheme https code 301" in config
+    assert 'Strict-Transport-Security "max-age=63072000"' in config
