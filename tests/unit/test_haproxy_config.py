@@ -16,7 +16,8 @@ HOSTS = {"app1": "10.0.0.21", "app2": "10.0.0.22"}
 
 
 def render(host, **overrides):
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # noqa: S701 - a config file, not HTML
+    # trim_blocks as in ansible.builtin.template.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)  # noqa: S701
     native = NativeEnvironment()  # defaults keep their types, as in Ansible
     for environment in (env, native):
         environment.tests["match"] = lambda value, pattern: re.match(pattern, value) is not None
@@ -34,8 +35,12 @@ def render(host, **overrides):
     return env.from_string(template).render(values)
 
 
-def servers(config):
-    return [line.split() for line in config.splitlines() if line.strip().startswith("server ")]
+def section(config, name):
+    return config.split(f"\n{name}\n", 1)[1].split("\n\n", 1)[0]
+
+
+def servers(config, backend="backend app"):
+    return [line.split() for line in section(config, backend).splitlines() if line.strip().startswith("server ")]
 
 
 def test_postgresql_mode_balances_over_every_app_server():
@@ -68,3 +73,11 @@ def test_tls_is_intermediate_only():
     assert "ssl crt /etc/haproxy/certs/app.pem" in config
     assert "redirect scheme https code 301" in config
     assert 'Strict-Transport-Security "max-age=63072000"' in config
+
+
+def test_uploads_stay_on_the_local_app_server_in_postgresql_mode():
+    config = render("app2")
+    assert "use_backend app_local if { path_beg /api/files }" in config
+    assert [server[1] for server in servers(config, "backend app_local")] == ["app2"]
+    # SQLite mode: one app server anyway, no second backend.
+    assert "app_local" not in render("app2", app_database_url="sqlite:////var/lib/hastack-app/app.db")
