@@ -72,6 +72,12 @@ class Client(threading.Thread):
         return self.results
 
 
+def report(capsys, figures):
+    """Figures for docs/BENCHMARKS.md, in the CI log whether the test passes or not."""
+    with capsys.disabled():
+        print(f"\n[front] {figures}")
+
+
 def failures(results):
     return [r for r in results if not isinstance(r[2], int)]
 
@@ -209,7 +215,7 @@ def acknowledged_ids_present(results):
     return len(ids), present
 
 
-def test_rolling_deploy_without_a_failed_request(repo):
+def test_rolling_deploy_without_a_failed_request(repo, capsys):
     assert running_version("front-app1") == running_version("front-app2") == "bundled"
     client = Client()
     client.start()
@@ -219,8 +225,8 @@ def test_rolling_deploy_without_a_failed_request(repo):
     results = client.stop()
     assert result.returncode == 0, result.stdout[-3000:]
     assert "DEPLOY DONE" in result.stdout
-    print(f"rolling deploy: {len(results)} requests, {len(failures(results))} failed, "
-          f"deploy.yml {result.seconds:.1f} s")
+    report(capsys, f"rolling deploy: {len(results)} requests, {len(failures(results))} failed, "
+                   f"deploy.yml {result.seconds:.1f} s")
     assert not failures(results), explain(results)
     assert running_version("front-app1") == running_version("front-app2") == "v2"
     acked, present = acknowledged_ids_present(results)
@@ -230,7 +236,7 @@ def test_rolling_deploy_without_a_failed_request(repo):
         assert {server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
 
 
-def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo):
+def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo, capsys):
     client = Client()
     client.start()
     result = playbook("deploy.yml", "-e", f"app_git_repo={repo}", "-e", "app_git_version=v3-broken",
@@ -239,7 +245,8 @@ def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo):
     assert result.returncode != 0
     assert "did not come up healthy on front-app1" in result.stdout
     assert "rolled back to git-" in result.stdout
-    print(f"broken deploy: {len(results)} requests, {len(failures(results))} failed, deploy.yml {result.seconds:.1f} s")
+    report(capsys, f"broken deploy: {len(results)} requests, {len(failures(results))} failed, "
+                   f"deploy.yml {result.seconds:.1f} s")
     assert not failures(results), explain(results)
     assert running_version("front-app1") == running_version("front-app2") == "v2"
     # front-app2 never got the broken release switched in.
@@ -257,7 +264,7 @@ def test_site_yml_leaves_a_deployed_release_alone():
     assert running_version("front-app1") == running_version("front-app2") == "v2"
 
 
-def test_killing_the_vip_holders_host_costs_a_bounded_number_of_requests():
+def test_killing_the_vip_holders_host_costs_a_bounded_number_of_requests(capsys):
     # The harder case: the host dies with its HAProxy, its app server and the VIP (usually
     # front-app1, the first in the inventory; whichever won the first election).
     holder, other = sorted(APPS, key=lambda app: not holds(app, APP_VIP))
@@ -273,8 +280,8 @@ def test_killing_the_vip_holders_host_costs_a_bounded_number_of_requests():
     failed = failures(results)
     after = [r for r in results if r[0] > killed]
     last_failure = max((r[0] for r in failed), default=killed) - killed
-    print(f"{holder} killed: {len(after)} requests after the kill, {len(failed)} failed, "
-          f"the last failure started {last_failure:.2f} s after the kill; {failed[:5]}")
+    report(capsys, f"{holder} killed: {len(after)} requests after the kill, {len(failed)} failed, "
+                   f"the last failure started {last_failure:.2f} s after the kill; {failed[:5]}")
     # Only requests in flight or started while the VIP moved fail (a client that waits
     # 50 ms after a failure); then app2 serves all.
     assert len(failed) <= 40
