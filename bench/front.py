@@ -92,6 +92,9 @@ class Stream(threading.Thread):
                 self.results.append((started, response.status == 201, response.status))
             except (OSError, http.client.HTTPException) as exc:
                 self.results.append((started, False, type(exc).__name__))
+                # A client waits a little before it tries again (a dying host's kernel
+                # refuses connections in microseconds: thousands of "failures" otherwise).
+                time.sleep(0.05)
 
     def finish(self):
         self.stopped.set()
