@@ -69,3 +69,18 @@ def test_no_set_filters_where_order_matters():
         if path.is_file() and re.search(r"\|\s*(difference|union|intersect)\(", path.read_text(encoding="utf-8")):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_documented_defaults_match_the_role_defaults(role):
+    defaults = load(role / "defaults" / "main.yml")
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+    def norm(value):
+        return " ".join(value.split()) if isinstance(value, str) else value
+
+    # A templated default may be documented by what it usually resolves to.
+    literal = {name: value for name, value in defaults.items() if "{{" not in str(value)}
+    wrong = sorted(name for name, spec in specs.items()
+                   if "default" in spec and name in literal and norm(spec["default"]) != norm(literal[name]))
+    assert not wrong, f"argument_specs default differs from defaults/main.yml: {wrong}"
