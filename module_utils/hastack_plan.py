@@ -496,3 +496,45 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
         "%s holds a former primary of this cluster (not a replica, not in recovery): it may hold "
         "transactions the primary lacks, so site.yml will not overwrite it. Rejoin it on purpose "
         "with: ansible-playbook resync.yml -e node=%s" % (host, host))
+
+
+# pg_cluster_plan's options: the module and its controller-side action plugin validate
+# the task's arguments with this one spec.
+PLAN_ARGUMENT_SPEC = dict(
+    mode=dict(type="str", required=True, choices=["converge", "failover", "switchover", "resync"]),
+    node=dict(type="str"),
+    nodes=dict(type="dict", required=True),
+    inventory_primary=dict(type="str"),
+    old_primary=dict(type="str"),
+    new_primary=dict(type="str"),
+    max_lag_bytes=dict(type="int", default=16 * 1024 * 1024),
+    force=dict(type="bool", default=False),
+    synchronous=dict(type="bool", default=False),
+    accept_loss=dict(type="bool", default=False),
+    fence_command=dict(type="bool", default=False),
+    confirm_dead=dict(type="str"),
+    addresses=dict(type="dict"),
+)
+PLAN_REQUIRED_IF = [("mode", "converge", ["inventory_primary"]), ("mode", "resync", ["node"])]
+
+
+def decide(params):
+    """pg_cluster_plan's answer for validated params (PLAN_ARGUMENT_SPEC); raises PlanError."""
+    nodes = params["nodes"]
+    mode = params["mode"]
+    recorded = recorded_primary(nodes)
+    if mode == "converge":
+        primary, reason = converge_primary(nodes, params["inventory_primary"], recorded)
+        epochs = [int(n.get("epoch") or 0) for n in nodes.values()]
+        return {"action": "converge", "primary": primary, "reason": reason, "epoch": max(epochs + [1]),
+                "replicas": sorted(h for h in nodes if h != primary)}
+    if mode == "failover":
+        return failover_plan(nodes, old_primary=recorded or params["old_primary"], requested=params["new_primary"],
+                             max_lag_bytes=params["max_lag_bytes"], force=params["force"],
+                             synchronous=params["synchronous"], accept_loss=params["accept_loss"],
+                             fence_command=params["fence_command"], confirm_dead=params["confirm_dead"],
+                             addresses=params["addresses"])
+    if mode == "resync":
+        return resync_plan(nodes, params["node"])
+    return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"],
+                           addresses=params["addresses"])
