@@ -1,5 +1,6 @@
-"""pg_fence's CHECKPOINT before a switchover's stop: a speed-up only, never a reason to
-leave the old primary running."""
+"""The speed-ups in the modules that move the primary: pg_fence's CHECKPOINT before a
+switchover's stop (only a speed-up, never a reason to leave the old primary running) and
+pg_promote's replication slots created before the promotion."""
 
 import contextlib
 
@@ -47,3 +48,19 @@ def test_failed_checkpoint_only_warns(monkeypatch):
     module = FakeModule()
     assert fence.checkpoint(module, PARAMS) is None
     assert "connection refused" in module.warnings[0]
+
+
+promote = load_script("pg_promote_module", "library/pg_promote.py")
+
+
+def test_promote_creates_only_missing_replica_slots(monkeypatch):
+    executed = []
+
+    class Conn:
+        def execute(self, sql, params=None):
+            executed.append((sql, params))
+
+    existing = {"db3"}
+    monkeypatch.setattr(promote, "query_one", lambda conn, sql, params: {"n": int(params[0] in existing)})
+    assert promote.create_slots(Conn(), ["db3", "db-2", "db-2"]) == ["db_2"]
+    assert executed == [("SELECT pg_create_physical_replication_slot(%s, true)", ("db_2",))]
