@@ -107,25 +107,34 @@ class VipWriter(AckedWrites):
     no holder is only retried after 1 s: one attempt at a time would measure TCP's retry,
     not the failover). Each acknowledged row: (monotonic time, id, node that committed)."""
 
-    def __init__(self, password, max_attempts=40):
+    def __init__(self, password, max_attempts=30):
         super().__init__()
         self.password, self.max_attempts = password, max_attempts
-        self.last_ack, self.lock, self.attempts = 0.0, threading.Lock(), 0
+        self.last_ack, self.lock, self.attempts, self.connected = 0.0, threading.Lock(), 0, 0
 
     def attempt(self):
         try:
             with psycopg.connect(host=DB_VIP, dbname="hastack", user="hastack", password=self.password,
                                  connect_timeout=2, autocommit=True, tcp_user_timeout=1000,
                                  application_name="hastack-bench") as conn:
-                if time.monotonic() - self.last_ack < 0.2:
-                    return  # another connection writes
-                while not self.stop.is_set():
-                    row = conn.execute("INSERT INTO bench_writes DEFAULT VALUES "
-                                       "RETURNING id, current_setting('hastack.node', true)").fetchone()
-                    now = time.monotonic()
-                    self.last_ack = now
-                    self.acked.append((now, row[0], row[1]))
-                    time.sleep(0.005)
+                with self.lock:
+                    # Connected ones wait for their commit (synchronous: until a replica
+                    # streams from the new primary); more of them would only use up
+                    # max_connections, the replicas' walsenders' too.
+                    if time.monotonic() - self.last_ack < 0.2 or self.connected >= 2:
+                        return
+                    self.connected += 1
+                try:
+                    while not self.stop.is_set():
+                        row = conn.execute("INSERT INTO bench_writes DEFAULT VALUES "
+                                           "RETURNING id, current_setting('hastack.node', true)").fetchone()
+                        now = time.monotonic()
+                        self.last_ack = now
+                        self.acked.append((now, row[0], row[1]))
+                        time.sleep(0.005)
+                finally:
+                    with self.lock:
+                        self.connected -= 1
         except (psycopg.Error, OSError):
             pass
         finally:
@@ -292,7 +301,9 @@ def failover_round(writer, app, mode, round_no, args):
     wait_back(old)
     seconds, out = must("resync.yml", playbook("resync.yml", "-e", "node=" + old))
     rejoin = re.search(r"rejoined in ([0-9.]+) s", out)
-    row.update(resync_yml_s=round(seconds, 2), rejoin_s=float(rejoin.group(1)) if rejoin else None)
+    steps = re.search(r"Steps: ([^.]*(?:\.\d+[^.]*)*)\.", " ".join(out.split()))
+    row.update(resync_yml_s=round(seconds, 2), rejoin_s=float(rejoin.group(1)) if rejoin else None,
+               rejoin_steps=steps.group(1) if steps else None)
     print(json.dumps(row), flush=True)
     return row
 
