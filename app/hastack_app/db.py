@@ -4,8 +4,6 @@ through the DB VIP, or one local SQLite file replicated by Litestream (the SQLit
 import pathlib
 import socket
 import sqlite3
-import threading
-import time
 import urllib.parse
 
 import psycopg
@@ -24,55 +22,6 @@ CONNECT_OPTIONS = {
     "tcp_user_timeout": 1500,
     "application_name": "hastack-app",
 }
-
-
-# While the DB VIP moves, a connection attempt's first SYN may go to the dead primary's
-# address; TCP only resends it a second later, and libpq will not time out an attempt in
-# less than 2 s. One attempt at a time (the pool grows one connection at a time) thus
-# saw the new primary up to ~1.4 s late (docs/BENCHMARKS.md). A new attempt every
-# ATTEMPT_EVERY seconds, the first to succeed kept, sees it within that interval.
-ATTEMPT_EVERY = 0.1
-ATTEMPTS_FOR = 10.0
-
-
-class RetryingConnection(psycopg.Connection):
-    """A psycopg connection whose connect() starts a new attempt every ATTEMPT_EVERY s
-    while none has succeeded (for at most ATTEMPTS_FOR s) and returns the first that
-    does; attempts that succeed later are closed. A slow attempt is never cut short, so a
-    busy but healthy server is still reached."""
-
-    @classmethod
-    def connect(cls, conninfo="", **kwargs):
-        lock, got = threading.Lock(), threading.Event()
-        state = {"conn": None, "error": None, "done": False}
-
-        def attempt():
-            try:
-                conn = psycopg.Connection.connect.__func__(cls, conninfo, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - kept and raised if no attempt succeeds
-                with lock:
-                    state["error"] = exc
-                return
-            with lock:
-                late = state["done"]
-                if not late:
-                    state["conn"], state["done"] = conn, True
-            if late:
-                conn.close()
-            else:
-                got.set()
-
-        deadline = time.monotonic() + ATTEMPTS_FOR
-        while time.monotonic() < deadline:
-            threading.Thread(target=attempt, daemon=True, name="hastack-connect").start()
-            if got.wait(ATTEMPT_EVERY):
-                break
-        with lock:
-            state["done"] = True
-            conn, error = state["conn"], state["error"]
-        if conn is None:
-            raise error or psycopg.OperationalError("no connection attempt succeeded within %.0f s" % ATTEMPTS_FOR)
-        return conn
 
 
 class Unavailable(Exception):
@@ -95,7 +44,6 @@ class Store:
         # The pool opens in the background: the app starts, and /health answers 503,
         # even while the database is down.
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs=CONNECT_OPTIONS, open=False,
-                                   connection_class=RetryingConnection,
                                    check=ConnectionPool.check_connection, timeout=1.5, reconnect_timeout=0)
         self.pool.open(wait=False)
 

@@ -1,11 +1,8 @@
 """The reference app's request handling (app/): validation and what it answers while the
 database is unreachable. Its behaviour against a real cluster is in molecule/ha."""
 
-import itertools
 import pathlib
 import sys
-import threading
-import time
 
 import pytest
 
@@ -154,48 +151,3 @@ def test_maintenance_answers_503_in_postgresql_mode_too(tmp_path, monkeypatch):
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert "maintenance" in response.get_json()["error"]
     assert client.get("/health").get_json()["maintenance"] is True
-
-
-# ------------------------------------------------------------ connection attempts
-def test_retrying_connection_keeps_the_first_attempt_that_succeeds(monkeypatch):
-    """An attempt stuck on a lost SYN does not hold the next one back; one that succeeds
-    after another already did is closed, not leaked."""
-    release = threading.Event()
-    closed, calls = [], itertools.count()
-
-    class Fake:
-        def __init__(self, n):
-            self.n = n
-
-        def close(self):
-            closed.append(self.n)
-
-    def fake_connect(cls, conninfo="", **kwargs):
-        n = next(calls)
-        if n == 0:
-            release.wait(5)  # the stuck first attempt
-            return Fake(n)
-        if n == 1:
-            raise db.psycopg.OperationalError("connection refused")
-        return Fake(n)
-
-    monkeypatch.setattr(db, "ATTEMPT_EVERY", 0.01)
-    monkeypatch.setattr(db.psycopg.Connection, "connect", classmethod(fake_connect))
-    conn = db.RetryingConnection.connect("host=198.18.1.100")
-    assert conn.n >= 2  # not the stuck one, not the refused one
-    release.set()
-    deadline = time.monotonic() + 2
-    while 0 not in closed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert 0 in closed and conn.n not in closed
-
-
-def test_retrying_connection_gives_up_with_the_last_error(monkeypatch):
-    def fake_connect(cls, conninfo="", **kwargs):
-        raise db.psycopg.OperationalError("password authentication failed")
-
-    monkeypatch.setattr(db, "ATTEMPT_EVERY", 0.01)
-    monkeypatch.setattr(db, "ATTEMPTS_FOR", 0.05)
-    monkeypatch.setattr(db.psycopg.Connection, "connect", classmethod(fake_connect))
-    with pytest.raises(db.psycopg.OperationalError, match="password authentication failed"):
-        db.RetryingConnection.connect("host=198.18.1.100")
