@@ -380,7 +380,7 @@ def rewind_vs_basebackup(scale):
     wait_back(old)
     seconds, out = must("resync.yml", playbook("resync.yml", "-e", "node=" + old))
     rejoin = re.search(r"rejoined in ([0-9.]+) s", out)
-    method = re.search(r"\b(repoint|rewind|basebackup)[^\n]*rejoined", out)
+    method = re.search(r"RESYNC DONE: \S+ \(was [^)]*\) ([a-z >-]+):", out)
     start = time.monotonic()
     clone = on(old, "runuser", "-u", "postgres", "--", "pg_basebackup", "-D", CLONE, "-X", "stream",
                "-c", "fast", "-h", NODES[new], "-U", "replicator", "-w", timeout=3600)
