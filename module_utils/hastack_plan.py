@@ -176,17 +176,20 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                 "move to %s run: ansible-playbook switchover.yml -e new_primary=%s"
                 % (primary, requested, requested))
         # A failover interrupted after the promotion: finish it (replicas still pointed
-        # at the old primary are repointed), nothing else.
+        # at the old primary are repointed; one that the early repoint already pointed at
+        # the new primary, but whose epoch was not recorded yet, gets the epoch), nothing else.
         address = (addresses or {}).get(primary)
+        primary_epoch = int(nodes[primary].get("epoch") or 0)
         behind = sorted(h for h, f in reachable.items() if h != primary and f.get("role") == "replica"
                         and not f.get("fenced") and address
                         and ((f.get("wal_receiver") or {}).get("sender_host") != address
-                             or (f.get("wal_receiver") or {}).get("status") != "streaming"))
+                             or (f.get("wal_receiver") or {}).get("status") != "streaming"
+                             or int(f.get("epoch") or 0) < primary_epoch))
         return {"action": "none", "candidate": primary, "primary": primary, "fence": [], "repoint": behind,
                 "fence_method": FENCE_NONE, "epoch": max([int(f.get("epoch") or 0) for f in nodes.values()] + [1]),
                 "reason": "%s is already the writable primary%s" % (
-                    primary, "; repointing %s, which still follow(s) another node" % ", ".join(behind)
-                    if behind else "; nothing to do")}
+                    primary, "; repointing %s, which still follow(s) another node or lack(s) its epoch"
+                    % ", ".join(behind) if behind else "; nothing to do")}
     replicas = {h: f for h, f in reachable.items() if f.get("role") == "replica"}
     if not replicas:
         down = sorted(set(nodes) - set(reachable))

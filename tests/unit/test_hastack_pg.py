@@ -451,7 +451,10 @@ def test_a_rerun_after_an_interrupted_failover_repoints_the_replicas_left_behind
     addresses = {"db1": "198.18.3.11", "db2": "198.18.3.12", "db3": "198.18.3.13"}
     plan = pg.failover_plan(nodes, old_primary="db1", addresses=addresses)
     assert (plan["action"], plan["repoint"], plan["epoch"]) == ("none", ["db3"], 4)
-    nodes["db3"] = replica(upstream="198.18.3.12")
+    # Interrupted after the early repoint: it streams from db2 but has not recorded epoch 4.
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=3)
+    assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == ["db3"]
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=4)
     assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == []
 
 
