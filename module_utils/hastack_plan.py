@@ -339,7 +339,10 @@ def left_behind(nodes, primary, addresses=None):
                 behind.append(host)
         elif _standby(facts) and address:
             receiver = facts.get("wal_receiver") or {}
-            if receiver.get("status") != "streaming" or receiver.get("sender_host") != address:
+            # An older epoch: streaming from it already (switchover.yml points the other
+            # replicas at the candidate before the stop), but the move's epoch never reached it.
+            if (receiver.get("status") != "streaming" or receiver.get("sender_host") != address
+                    or int(facts.get("epoch") or 0) < epoch):
                 behind.append(host)
     return sorted(behind)
 
