@@ -16,12 +16,13 @@ export PY_COLORS := 0
 VARIANT ?= postgresql
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help demo test venv host image images lab lab-down lab-status converge lint unit promtool molecule clean
+.PHONY: help demo bench test venv host image images lab lab-down lab-status converge lint unit promtool molecule clean
 
 help:
 	@echo "make demo       build the lab and converge site.yml on it (installs what it needs)"
 	@echo "make demo VARIANT=sqlite   the SQLite path instead (Litestream, no database hosts)"
 	@echo "make test       lint, unit tests and every Molecule scenario (installs what it needs)"
+	@echo "make bench      after make demo: failover/switchover/rejoin against a bare promote, lag, site.yml, backup"
 	@echo "make lab        create or start the lab hosts      make lab-down   remove them"
 	@echo "make converge   run site.yml on the lab            make molecule SCENARIOS=default"
 
@@ -59,6 +60,12 @@ converge: lab
 
 demo: lab
 	VARIANT=$(VARIANT) bash scripts/demo.sh
+
+# Benchmarks on the lab `make demo` built (docs/BENCHMARKS.md). BENCH_ARGS for fewer or
+# more: make bench BENCH_ARGS="--rounds 5 --modes baseline,cold".
+BENCH_ARGS ?= --rounds 3 --switchovers 3 --lag 20 --rewind-scale 70 --site --backup-scale 64
+bench: lab
+	ANSIBLE_VAULT_PASSWORD_FILE=.lab/vault-pass python bench/bench.py $(BENCH_ARGS)
 
 lint: venv
 	yamllint -s .

@@ -63,6 +63,16 @@ options:
   node_name:
     description: Inventory name of this node, recorded as the primary.
     type: str
+  replica_slots:
+    description:
+      - Inventory names of the replicas that will stream from this node. Their physical
+        replication slots are created here before the promotion, while the node is a
+        standby nobody writes to; created right after it, each slot's fsync competes with
+        the promotion's CHECKPOINT and held the first synchronous commit back by seconds
+        on a busy host. An existing slot is kept.
+    type: list
+    elements: str
+    default: []
 requirements:
   - psycopg >= 3.1 on the managed host (Debian package python3-psycopg)
 author: hastack
@@ -95,6 +105,11 @@ promote_seconds:
   returned: when promoted
   type: float
   sample: 0.12
+slots_created:
+  description: The replication slots created before the promotion.
+  returned: when promoted
+  type: list
+  sample: ["db3"]
 proof:
   description: The self-fence proof for C(fenced_by_lease) - witnesses, seconds waited, who last heard the
     old primary when.
@@ -109,7 +124,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, read_state, self_fence_proof
 from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, PSYCOPG_IMPORT_ERROR, query_one
-from ansible.module_utils.hastack_lsn import lsn_to_int, timeline_from_walfile
+from ansible.module_utils.hastack_lsn import lsn_to_int, slot_name, timeline_from_walfile
 from ansible.module_utils.hastack_state import record_primary
 
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
@@ -151,6 +166,17 @@ def wait_self_fenced(old, timeout):
         time.sleep(min(0.05, max(0.005, (proof or {}).get("safe_in") or 0.05)))
 
 
+def create_slots(conn, names):
+    """Physical slots (WAL reserved now) for these replicas; the names of those created."""
+    created = []
+    for name in sorted({slot_name(n) for n in names}):
+        exists = query_one(conn, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s", (name,))["n"]
+        if not exists:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+            created.append(name)
+    return created
+
+
 def wait_replayed(conn, lsn, deadline):
     target = lsn_to_int(lsn)
     while True:
@@ -173,6 +199,7 @@ def main():
             checkpoint=dict(type="bool", default=True),
             epoch=dict(type="int"),
             node_name=dict(type="str"),
+            replica_slots=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -213,6 +240,7 @@ def main():
                 module.fail_json(msg="not promoted: the node replayed only up to %s within %d s, not past the old "
                                      "primary's final checkpoint %s. Promoting now would lose writes."
                                      % (exc.args[0], p["timeout"], p["wait_replay_lsn"]))
+        slots = create_slots(conn, p["replica_slots"])
         # Recorded first: the fenced old primary already gossips this epoch naming this node,
         # and a sentinel that saw this node writable with the older epoch would fence it. The
         # record alone moves nothing (the DB VIP also needs the node writable).
@@ -232,7 +260,7 @@ def main():
             conn.execute("CHECKPOINT")
         pos = query_one(conn, POSITION_SQL)
     module.exit_json(changed=True, promoted=True, promote_seconds=promote_seconds, lsn=pos["lsn"],
-                     timeline=timeline_from_walfile(pos["walfile"]), proof=proof)
+                     timeline=timeline_from_walfile(pos["walfile"]), proof=proof, slots_created=slots)
 
 
 if __name__ == "__main__":

@@ -176,17 +176,20 @@ def failover_plan(nodes, old_primary=None, requested=None, max_lag_bytes=16 * 10
                 "move to %s run: ansible-playbook switchover.yml -e new_primary=%s"
                 % (primary, requested, requested))
         # A failover interrupted after the promotion: finish it (replicas still pointed
-        # at the old primary are repointed), nothing else.
+        # at the old primary are repointed; one that the early repoint already pointed at
+        # the new primary, but whose epoch was not recorded yet, gets the epoch), nothing else.
         address = (addresses or {}).get(primary)
+        primary_epoch = int(nodes[primary].get("epoch") or 0)
         behind = sorted(h for h, f in reachable.items() if h != primary and f.get("role") == "replica"
                         and not f.get("fenced") and address
                         and ((f.get("wal_receiver") or {}).get("sender_host") != address
-                             or (f.get("wal_receiver") or {}).get("status") != "streaming"))
+                             or (f.get("wal_receiver") or {}).get("status") != "streaming"
+                             or int(f.get("epoch") or 0) < primary_epoch))
         return {"action": "none", "candidate": primary, "primary": primary, "fence": [], "repoint": behind,
                 "fence_method": FENCE_NONE, "epoch": max([int(f.get("epoch") or 0) for f in nodes.values()] + [1]),
                 "reason": "%s is already the writable primary%s" % (
-                    primary, "; repointing %s, which still follow(s) another node" % ", ".join(behind)
-                    if behind else "; nothing to do")}
+                    primary, "; repointing %s, which still follow(s) another node or lack(s) its epoch"
+                    % ", ".join(behind) if behind else "; nothing to do")}
     replicas = {h: f for h, f in reachable.items() if f.get("role") == "replica"}
     if not replicas:
         down = sorted(set(nodes) - set(reachable))
@@ -336,7 +339,10 @@ def left_behind(nodes, primary, addresses=None):
                 behind.append(host)
         elif _standby(facts) and address:
             receiver = facts.get("wal_receiver") or {}
-            if receiver.get("status") != "streaming" or receiver.get("sender_host") != address:
+            # An older epoch: streaming from it already (switchover.yml points the other
+            # replicas at the candidate before the stop), but the move's epoch never reached it.
+            if (receiver.get("status") != "streaming" or receiver.get("sender_host") != address
+                    or int(facts.get("epoch") or 0) < epoch):
                 behind.append(host)
     return sorted(behind)
 
@@ -496,3 +502,45 @@ def resync_action(local, primary, allow_rewind=True, basebackup=BASEBACKUP_SAFE)
         "%s holds a former primary of this cluster (not a replica, not in recovery): it may hold "
         "transactions the primary lacks, so site.yml will not overwrite it. Rejoin it on purpose "
         "with: ansible-playbook resync.yml -e node=%s" % (host, host))
+
+
+# pg_cluster_plan's options: the module and its controller-side action plugin validate
+# the task's arguments with this one spec.
+PLAN_ARGUMENT_SPEC = dict(
+    mode=dict(type="str", required=True, choices=["converge", "failover", "switchover", "resync"]),
+    node=dict(type="str"),
+    nodes=dict(type="dict", required=True),
+    inventory_primary=dict(type="str"),
+    old_primary=dict(type="str"),
+    new_primary=dict(type="str"),
+    max_lag_bytes=dict(type="int", default=16 * 1024 * 1024),
+    force=dict(type="bool", default=False),
+    synchronous=dict(type="bool", default=False),
+    accept_loss=dict(type="bool", default=False),
+    fence_command=dict(type="bool", default=False),
+    confirm_dead=dict(type="str"),
+    addresses=dict(type="dict"),
+)
+PLAN_REQUIRED_IF = [("mode", "converge", ["inventory_primary"]), ("mode", "resync", ["node"])]
+
+
+def decide(params):
+    """pg_cluster_plan's answer for validated params (PLAN_ARGUMENT_SPEC); raises PlanError."""
+    nodes = params["nodes"]
+    mode = params["mode"]
+    recorded = recorded_primary(nodes)
+    if mode == "converge":
+        primary, reason = converge_primary(nodes, params["inventory_primary"], recorded)
+        epochs = [int(n.get("epoch") or 0) for n in nodes.values()]
+        return {"action": "converge", "primary": primary, "reason": reason, "epoch": max(epochs + [1]),
+                "replicas": sorted(h for h in nodes if h != primary)}
+    if mode == "failover":
+        return failover_plan(nodes, old_primary=recorded or params["old_primary"], requested=params["new_primary"],
+                             max_lag_bytes=params["max_lag_bytes"], force=params["force"],
+                             synchronous=params["synchronous"], accept_loss=params["accept_loss"],
+                             fence_command=params["fence_command"], confirm_dead=params["confirm_dead"],
+                             addresses=params["addresses"])
+    if mode == "resync":
+        return resync_plan(nodes, params["node"])
+    return switchover_plan(nodes, requested=params["new_primary"], max_lag_bytes=params["max_lag_bytes"],
+                           addresses=params["addresses"])

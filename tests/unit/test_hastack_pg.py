@@ -259,6 +259,10 @@ def test_switchover_interrupted_after_the_promotion_is_finished_first():
     assert pg.switchover_plan(nodes, requested="db2", addresses=ADDRESSES)["action"] == "finish"
     with pytest.raises(PlanError, match="unfinished"):
         pg.switchover_plan(nodes, requested="db3", addresses=ADDRESSES)
+    # Already streaming from the new primary (pointed at the candidate before the stop),
+    # but without the move's epoch: finished too.
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=2)
+    assert pg.switchover_plan(nodes, addresses=ADDRESSES)["rejoin"] == ["db1", "db3"]
     # A fenced node from an older move is resync.yml's, not part of this one.
     nodes["db1"] = fenced_old_primary(epoch=2, recorded="db1")
     nodes["db3"] = replica(upstream="198.18.3.12", epoch=3)
@@ -451,7 +455,10 @@ def test_a_rerun_after_an_interrupted_failover_repoints_the_replicas_left_behind
     addresses = {"db1": "198.18.3.11", "db2": "198.18.3.12", "db3": "198.18.3.13"}
     plan = pg.failover_plan(nodes, old_primary="db1", addresses=addresses)
     assert (plan["action"], plan["repoint"], plan["epoch"]) == ("none", ["db3"], 4)
-    nodes["db3"] = replica(upstream="198.18.3.12")
+    # Interrupted after the early repoint: it streams from db2 but has not recorded epoch 4.
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=3)
+    assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == ["db3"]
+    nodes["db3"] = replica(upstream="198.18.3.12", epoch=4)
     assert pg.failover_plan(nodes, old_primary="db1", addresses=addresses)["repoint"] == []
 
 
