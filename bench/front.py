@@ -33,7 +33,7 @@ from benchlib import ROOT, playbook, sh
 
 # The lab's; --vip, --apps and --ca point the script at another set of hosts.
 LAB = {"vip": "198.18.1.101", "ca": str(ROOT / ".lab" / "ca" / "ca.crt")}
-APPS = {"app1": "198.18.1.21", "app2": "198.18.1.22"}
+APPS = {"hastack-lab-app1": "198.18.1.21", "hastack-lab-app2": "198.18.1.22"}  # podman container: address
 
 
 def connect(target):
