@@ -209,6 +209,15 @@ def test_uploads_go_to_the_vip_holders_own_app_server():
     assert not set(names) & set(sh(other, "ls /var/lib/hastack-app/uploads").stdout.split())
 
 
+def all_up_everywhere():
+    """Every HAProxy has every app server UP. Right after a restart one health check may
+    still fail while the app's second worker opens its pool ("UP 1/2"): wait it out."""
+    def up():
+        return all({server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
+                   for app in APPS)
+    wait_until(up, timeout=15, message="every app server UP in every HAProxy", interval=0.5)
+
+
 def acknowledged_ids_present(results):
     ids = [r[3] for r in results if r[3] is not None]
     present = int(psql("front-db1", f"SELECT count(*) FROM usage_entries WHERE id IN ({','.join(map(str, ids))})"))
@@ -232,8 +241,7 @@ def test_rolling_deploy_without_a_failed_request(repo, capsys):
     acked, present = acknowledged_ids_present(results)
     assert acked > 20 and present == acked
     # Both back in every HAProxy.
-    for app in APPS:
-        assert {server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
+    all_up_everywhere()
 
 
 def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo, capsys):
@@ -251,8 +259,7 @@ def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo, capsy
     assert running_version("front-app1") == running_version("front-app2") == "v2"
     # front-app2 never got the broken release switched in.
     assert "git-" in sh("front-app2", "readlink /opt/hastack-app/current").stdout
-    for app in APPS:
-        assert {server: state for server, (state, _) in stats(app).items()} == {s: "UP" for s in APPS}
+    all_up_everywhere()
 
 
 def test_site_yml_leaves_a_deployed_release_alone():
