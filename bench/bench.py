@@ -43,8 +43,7 @@ import time
 
 import psycopg
 
-import writer as app_writer
-from benchlib import ENV, ROOT, AckedWrites, sh
+from benchlib import ENV, ROOT, AckedWrites, AppClient, app_password, sh
 
 DB_VIP = "198.18.1.100"
 APP_URL = "http://198.18.1.101:8000"
@@ -90,15 +89,6 @@ def primary():
     if len(writable) != 1:
         sys.exit("expected exactly one writable node, found %s: converge the lab first (make demo)" % writable)
     return writable[0]
-
-
-def app_password():
-    out = sh([str(ROOT / ".venv/bin/ansible-vault"), "view", "inventories/lab/group_vars/all/vault.yml"],
-             cwd=ROOT, env=ENV)
-    match = re.search(r'^vault_postgresql_app_password: "?([^"\n]+)"?$', out.stdout, re.M)
-    if not match:
-        sys.exit("cannot read the lab's app password (run make lab first): " + out.stderr)
-    return match.group(1)
 
 
 class VipWriter(AckedWrites):
@@ -153,19 +143,6 @@ class VipWriter(AckedWrites):
             time.sleep(0.05)
 
 
-class AppWriter(AckedWrites):
-    """Posts entries through the app VIP one after another, as bench/drill.py's client:
-    the app answers 201 only after COMMIT returned (through the DB VIP)."""
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                entry_id, node = app_writer.post(APP_URL + "/api/entries")
-                self.acked.append((time.monotonic(), entry_id, node))
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.02)
-
-
 def playbook(name, *extra, env=None):
     start = time.monotonic()
     out = sh([str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", name, *extra], cwd=ROOT,
@@ -211,32 +188,28 @@ def replica_order(old):
     return [n for _, n in sorted(rows)]
 
 
-BASELINE_PROMOTE = r"""
-set -e
-python3 - "$1" <<'PY'
+def _record_epoch(extra_files):
+    """Shell lines that record a new cluster epoch with $1 as the primary in
+    /var/lib/hastack/cluster.json (what hastack's modules write), plus extra_files
+    [(path, text)], each replaced atomically."""
+    return r"""python3 - "$1" <<'PY'
 import json, os, sys
 path = "/var/lib/hastack/cluster.json"
 state = json.load(open(path))
 state.update(epoch=int(state.get("epoch") or 0) + 1, primary=sys.argv[1])
-for name, text in ((path, json.dumps(state, sort_keys=True) + "\n"), ("/var/lib/hastack/primary.track", "0\n")):
+for name, text in [(path, json.dumps(state, sort_keys=True) + "\n")] + %r:
     with open(name + ".tmp", "w") as handle:
         handle.write(text)
     os.replace(name + ".tmp", name)
 PY
+""" % (extra_files,)
+
+
+BASELINE_PROMOTE = "set -e\n" + _record_epoch([("/var/lib/hastack/primary.track", "0\n")]) + r"""
 runuser -u postgres -- psql -XAtq -c 'SELECT pg_promote(true, 60)'
 """
 
-BASELINE_REPOINT = r"""
-set -e
-python3 - "$1" <<'PY'
-import json, os, sys
-path = "/var/lib/hastack/cluster.json"
-state = json.load(open(path))
-state.update(epoch=int(state.get("epoch") or 0) + 1, primary=sys.argv[1])
-with open(path + ".tmp", "w") as handle:
-    handle.write(json.dumps(state, sort_keys=True) + "\n")
-os.replace(path + ".tmp", path)
-PY
+BASELINE_REPOINT = "set -e\n" + _record_epoch([]) + r"""
 conf=/etc/postgresql/15/main/conf.d/90-hastack-replication.conf
 sed -i -e "s/host=[0-9.]*/host=$2/" -e "s/^primary_slot_name.*/primary_slot_name = ''/" $conf
 systemctl reload postgresql@15-main
@@ -438,7 +411,7 @@ def main():
                "(id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
     writer = VipWriter(app_password())
     writer.start()
-    app = AppWriter() if args.app else None
+    app = AppClient(APP_URL, 0.02) if args.app else None
     if app:
         app.start()
     time.sleep(2)

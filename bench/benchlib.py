@@ -3,10 +3,13 @@ the log of acknowledged writes a client thread keeps while a benchmark runs."""
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import threading
 import time
+
+import writer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -47,3 +50,31 @@ class AckedWrites(threading.Thread):
         first: writes acknowledged while the query runs are not in its snapshot."""
         acked = {i for _, i, _ in list(self.acked)}
         return len(acked - stored_ids())
+
+
+class AppClient(AckedWrites):
+    """Posts entries through the app at url one after another (bench/writer.py's request):
+    the app answers 201, with the node that committed it, only after COMMIT returned.
+    Waits pause seconds after a failed attempt."""
+
+    def __init__(self, url, pause):
+        super().__init__()
+        self.url, self.pause = url.rstrip("/") + "/api/entries", pause
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                entry_id, node = writer.post(self.url)
+                self.acked.append((time.monotonic(), entry_id, node))
+            except (OSError, ValueError, KeyError):
+                time.sleep(self.pause)
+
+
+def app_password():
+    """The app's database password from the lab's vault."""
+    out = sh([str(ROOT / ".venv/bin/ansible-vault"), "view", "inventories/lab/group_vars/all/vault.yml"],
+             cwd=ROOT, env=ENV)
+    match = re.search(r'^vault_postgresql_app_password: "?([^"\n]+)"?$', out.stdout, re.M)
+    if not match:
+        sys.exit("cannot read the lab's app password (run make lab first): " + out.stderr)
+    return match.group(1)

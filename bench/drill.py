@@ -21,8 +21,7 @@ import statistics
 import sys
 import time
 
-import writer
-from benchlib import ROOT, AckedWrites, playbook, sh
+from benchlib import ROOT, AppClient, playbook, sh
 
 DB_VIP, APP_URL = "198.18.1.100", "http://198.18.1.101:8000"
 NODES = ("db1", "db2", "db3")
@@ -41,18 +40,6 @@ def stored_ids(node):
     if out.returncode:
         raise RuntimeError(out.stderr)
     return {int(x) for x in out.stdout.split()}
-
-
-class Client(AckedWrites):
-    """Posts entries through the app VIP; the app reports the node that committed each."""
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                entry_id, node = writer.post(APP_URL + "/api/entries")
-                self.acked.append((time.monotonic(), entry_id, node))
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.05)
 
 
 def wait_for_ssh(node, timeout=60):
@@ -118,7 +105,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    client = Client()
+    client = AppClient(APP_URL, 0.05)
     client.start()
     time.sleep(1)
     if not client.acked:

@@ -18,23 +18,13 @@ Usage: .venv/bin/python bench/failover.py [--rounds N]   (after `make converge`)
 import argparse
 import re
 import statistics
-import sys
 import time
 
 import psycopg
 
-from benchlib import ENV, ROOT, AckedWrites, playbook, sh
+from benchlib import AckedWrites, app_password, playbook, sh
 
 NODES = {"db1": "198.18.1.11", "db2": "198.18.1.12", "db3": "198.18.1.13"}
-
-
-def app_password():
-    out = sh([str(ROOT / ".venv/bin/ansible-vault"), "view", "inventories/lab/group_vars/all/vault.yml"],
-             cwd=ROOT, env=ENV)
-    match = re.search(r'^vault_postgresql_app_password: "?([^"\n]+)"?$', out.stdout, re.M)
-    if not match:
-        sys.exit("cannot read the lab's app password (run make lab first): " + out.stderr)
-    return match.group(1)
 
 
 def psql(node, sql):
