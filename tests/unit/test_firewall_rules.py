@@ -138,10 +138,11 @@ def test_sentinel_chrony_trusted_and_extra_rules():
     assert config.index("tcp dport 9999 drop") < config.index('counter name "hastack_dropped" drop')
 
 
-def test_overlapping_sources_are_merged():
+def test_overlapping_sources_are_merged_neighbours_kept():
     # nft refuses overlapping elements in one anonymous set.
     config = render("db1", firewall_postgresql_extra_networks=["10.0.0.0/24"], postgresql_app_networks=[])
     assert v4(config, "postgresql") == {"10.0.0.0/24"}
+    assert FILTERS.firewall_networks(["10.0.0.13", "10.0.0.12", "10.0.0.12/32", "::1"], 4) == ["10.0.0.12", "10.0.0.13"]
 
 
 def test_lock_out_guard_filters():

@@ -1,6 +1,6 @@
 """Address filters for roles/firewall, with the standard library only (no netaddr on the
 controller): nftables refuses overlapping elements in one anonymous set, so every source
-list is collapsed per address family before it is rendered."""
+list is split per address family and cleared of networks another one holds."""
 
 import ipaddress
 
@@ -18,11 +18,13 @@ def _network(value):
 
 
 def firewall_networks(values, family):
-    """The networks of `values` in address family 4 or 6, overlaps merged, sorted, as text."""
+    """The networks of `values` in address family 4 or 6, without overlaps, sorted, as text."""
     networks = [_network(value) for value in values or []]
     chosen = [network for network in networks if network.version == int(family)]
-    merged = ipaddress.collapse_addresses(chosen)
-    return [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in merged]
+    # Drop what a wider network already holds (two CIDRs nest or are disjoint), but keep
+    # neighbouring hosts apart: the rules (and --diff) name the hosts, not a merged /31.
+    kept = sorted({n for n in chosen if not any(o != n and n.subnet_of(o) for o in chosen)})
+    return [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in kept]
 
 
 def firewall_invalid(values):
