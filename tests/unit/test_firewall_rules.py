@@ -162,3 +162,17 @@ def test_nft_accepts_the_rendered_file(host, tmp_path):
     if "Operation not permitted" in result.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN here")
     assert result.returncode == 0, result.stderr
+
+
+def load_yaml(*parts):
+    return yaml.safe_load((ROOT.joinpath(*parts)).read_text(encoding="utf-8"))
+
+
+def test_wiring_lab_on_with_the_controller_trusted_molecule_off():
+    lab = load_yaml("inventories", "lab", "group_vars", "all", "lab.yml")
+    # Drills and benchmarks reach the hosts from the controller, the lab network's gateway.
+    assert lab["hastack_firewall"] is True and lab["firewall_trusted_networks"] == ["{{ hastack_lab_gateway }}/32"]
+    molecule = load_yaml(".config", "molecule", "config.yml")
+    assert molecule["provisioner"]["inventory"]["group_vars"]["all"]["hastack_firewall"] is False
+    play = load_yaml("playbooks", "common.yml")[0]
+    assert {"role": "firewall", "when": "hastack_firewall | default(true)"} in play["roles"]
