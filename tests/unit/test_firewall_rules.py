@@ -76,7 +76,7 @@ def test_atomic_replace_of_our_table_only():
     assert lines[:3] == ["table inet hastack", "delete table inet hastack", "table inet hastack {"]
     body = config.split("chain input {", 1)[1]
     assert "policy drop;" in body.splitlines()[1]
-    assert body.rstrip().splitlines()[-3].strip() == 'counter name "hastack_dropped" drop'
+    assert body.rstrip().splitlines()[-3].strip() == 'counter name "hastack_dropped" counter drop'
     assert "chain output" not in config and "chain forward" not in config
 
 
@@ -109,9 +109,10 @@ def test_app_port_behind_haproxy_only_from_app_peers_and_the_monitor_host():
     config = render("app1")
     assert v4(config, "app") == {"10.0.0.21", "10.0.0.22", "10.0.0.31"}
     assert v4(config, "http") == {"0.0.0.0/0"} and "tcp dport { 80, 443 }" in config
-    assert v4(config, "haproxy stats") == {"0.0.0.0/0"}  # the default admin networks
-    narrowed = render("app1", firewall_admin_networks=["203.0.113.9"])
-    assert v4(narrowed, "haproxy stats") == {"10.0.0.31", "203.0.113.9"}
+    # No login of its own: never the admin networks' Internet-wide default.
+    assert v4(config, "haproxy stats") == {"10.0.0.31"}
+    opened = render("app1", firewall_monitoring_networks=["203.0.113.9"])
+    assert v4(opened, "haproxy stats") == {"10.0.0.31", "203.0.113.9"}
 
 
 def test_app_port_open_to_clients_without_haproxy():
@@ -124,8 +125,10 @@ def test_exporters_only_from_the_monitor_host():
     db1 = render("db1")
     assert v4(db1, "node exporter") == {"10.0.0.31"} and v4(db1, "postgres exporter") == {"10.0.0.31"}
     assert not rules(render("app1"), "postgres exporter")
-    backup = render("backup1", firewall_admin_networks=["203.0.113.9"])
-    assert v4(backup, "prometheus") == {"203.0.113.9"}
+    backup = render("backup1")
+    assert v4(backup, "prometheus") == {"10.0.0.31"} and "0.0.0.0/0" not in v4(backup, "alertmanager")
+    opened = render("backup1", firewall_monitoring_networks=["203.0.113.9"])
+    assert v4(opened, "prometheus") == {"10.0.0.31", "203.0.113.9"}
     assert "10.0.0.11" in v4(backup, "alertmanager") and v4(backup, "lab sinks") >= {"10.0.0.21"}
     assert not rules(db1, "prometheus") and not rules(db1, "lab sinks")
 
@@ -135,7 +138,7 @@ def test_sentinel_chrony_trusted_and_extra_rules():
                     firewall_extra_rules=["tcp dport 9999 drop"], sentinel_members={"a": "10.0.0.11", "b": "10.0.0.21"})
     assert v4(config, "sentinel") == {"10.0.0.11", "10.0.0.21"} and "udp dport 7400" in config
     assert v4(config, "chrony") == {"10.0.0.0/24"} and v4(config, "trusted") == {"198.18.20.1"}
-    assert config.index("tcp dport 9999 drop") < config.index('counter name "hastack_dropped" drop')
+    assert config.index("tcp dport 9999 drop") < config.index('counter name "hastack_dropped" counter drop')
 
 
 def test_overlapping_sources_are_merged_neighbours_kept():
