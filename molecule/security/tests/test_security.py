@@ -8,14 +8,16 @@ that the inventory does not know. The tests run in order and share the hosts.
 
 import pathlib
 import re
+import secrets
 import sys
+import threading
 import time
 
 import psycopg
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import EPHEMERAL, holds, password, playbook, psql, sh, wait_until
+from hastack_testlib import EPHEMERAL, HttpsClient, holds, password, playbook, psql, recap_changed, sh, wait_until
 
 DB = {"sec-db1": "198.18.11.11", "sec-db2": "198.18.11.12"}
 APPS = {"sec-app1": "198.18.11.21", "sec-app2": "198.18.11.22"}
@@ -107,7 +109,7 @@ def test_a_verifying_client_follows_the_db_vip_through_a_switchover():
     old = primary()
     new = replica()
     assert answering_node(DB_VIP) == old
-    result = playbook("switchover.yml", "-e", f"candidate={new}")
+    result = playbook("switchover.yml", "-e", f"new_primary={new}")
     assert result.returncode == 0, result.stdout[-3000:]
     wait_until(lambda: holds(new, DB_VIP), 10, "the DB VIP on the new primary")
     wait_until(lambda: _answers(new), 10, "a verified write through the DB VIP on the new primary")
@@ -178,3 +180,73 @@ def test_the_firewall_lets_through_only_what_the_inventory_says():
     # Dropped packets are counted.
     counters = sh(db, "nft list table inet hastack").stdout
     assert re.search(r"counter packets [1-9]\d* bytes \d+ drop", counters), counters
+
+
+class ReplicationWatch(threading.Thread):
+    """Samples the primary's pg_stat_replication every 0.1 s; the longest time without a
+    streaming replica is the longest replica disconnect."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.node, self.stopped, self.samples = node, threading.Event(), []
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.samples.append((time.monotonic(), streaming(self.node)))
+            time.sleep(0.1)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+        longest, down_since = 0.0, None
+        for at, ok in self.samples:
+            if not ok and down_since is None:
+                down_since = at
+            elif ok and down_since is not None:
+                longest, down_since = max(longest, at - down_since), None
+        if down_since is not None:
+            longest = max(longest, self.samples[-1][0] - down_since)
+        return longest
+
+
+def new_secret(name):
+    """What an operator does in the vault: a new value (Molecule's passwords are files)."""
+    secret = "rotated-" + secrets.token_urlsafe(18)
+    (EPHEMERAL / f"password_{name}").write_text(secret + "\n", encoding="utf-8")
+    return secret
+
+
+def test_secrets_are_rotated_under_load_without_a_failed_write(capsys):
+    node = primary()
+    old = {name: password(name) for name in ("app", "repl", "rewind")}
+    new = {name: new_secret(name) for name in old}
+    client, watch = HttpsClient(APP_VIP, CA, "security"), ReplicationWatch(node)
+    client.start()
+    watch.start()
+    time.sleep(1)
+    result = playbook("rotate_secrets.yml")
+    time.sleep(1)
+    results, longest_gap = client.stop(), watch.stop()
+    assert result.returncode == 0, result.stdout[-3000:]
+    failed = [r for r in results if not isinstance(r[2], int)]
+    writes = [r for r in results if r[1] == "POST"]
+    with capsys.disabled():
+        print(f"\n[security] rotation: {len(failed)} of {len(results)} requests failed ({len(writes)} writes), "
+              f"longest time without a streaming replica {longest_gap:.2f} s, playbook {result.seconds:.1f} s")
+    assert writes and not failed, failed[:5]
+    # Every acknowledged entry is stored.
+    ids = [r[3] for r in writes]
+    stored = psql(node, f"SELECT count(*) FROM usage_entries WHERE id IN ({','.join(map(str, ids))})")
+    assert int(stored) == len(ids)
+    wait_until(lambda: streaming(node), 10, "the replica streaming with the new password")
+    # The new password works, the old one is refused.
+    with connect(DB_VIP, secret=new["app"]) as conn:
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(DB_VIP, secret=old["app"])
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host=DB[node], dbname="replication", replication="true", user="replicator",
+                        password=old["repl"], sslmode="verify-full", sslrootcert=str(CA), connect_timeout=5)
+    # And the inventory is the truth again: a converge has nothing to change.
+    again = playbook("site.yml")
+    assert again.returncode == 0 and not any(recap_changed(again.stdout).values()), again.stdout[-3000:]
