@@ -48,6 +48,17 @@ options:
     description: Role with the pg_rewind function grants and pg_checkpoint.
     type: str
     default: hastack_rewind
+  sslmode:
+    description:
+      - libpq sslmode of every connection to the primary (streaming, pg_rewind, pg_basebackup).
+      - C(verify-full) checks the primary's certificate against C(sslrootcert) and its name or
+        address against C(primary_host), so another server on that address is refused.
+    type: str
+    choices: [disable, prefer, require, verify-ca, verify-full]
+    default: prefer
+  sslrootcert:
+    description: CA certificate the primary's certificate is verified against (readable by postgres).
+    type: path
   passfile:
     description: libpq password file (owned by postgres, mode 0600) holding both roles' passwords.
     type: path
@@ -199,9 +210,16 @@ class Resync:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         return self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
 
+    def ssl_params(self):
+        params = {"sslmode": self.p["sslmode"]}
+        if self.p["sslrootcert"]:
+            params["sslrootcert"] = self.p["sslrootcert"]
+        return params
+
     def conninfo(self, user, dbname=None, application_name=None):
         parts = ["host=%s" % self.p["primary_host"], "port=%d" % self.p["primary_port"], "user=%s" % user,
                  "passfile=%s" % self.p["passfile"], "connect_timeout=3"]
+        parts += ["%s=%s" % item for item in sorted(self.ssl_params().items())]
         if dbname:
             parts.append("dbname=%s" % dbname)
         if application_name:
@@ -211,6 +229,7 @@ class Resync:
     def primary_params(self, user, **extra):
         params = {"host": self.p["primary_host"], "port": self.p["primary_port"], "user": user,
                   "passfile": self.p["passfile"]}
+        params.update(self.ssl_params())
         params.update(extra)
         return params
 
@@ -235,9 +254,11 @@ class Resync:
         except Exception as exc:
             raise ResyncError(
                 "cannot open a replication connection to the primary %s:%d as %s: %s. Check that the primary "
-                "runs, that its pg_hba.conf allows replication from this host, and that %s holds the password."
+                "runs, that its pg_hba.conf allows replication from this host, that %s holds the password, "
+                "and (sslmode=%s) that its certificate is issued by %s for %s (site.yml re-issues it)."
                 % (self.p["primary_host"], self.p["primary_port"], self.p["replication_user"],
-                   str(exc).strip(), self.p["passfile"])) from exc
+                   str(exc).strip(), self.p["passfile"], self.p["sslmode"], self.p["sslrootcert"] or "the CA",
+                   self.p["primary_host"])) from exc
 
     def fork_lsn(self, local, primary_timeline):
         """Where the primary's history left the local node's timeline (None: same timeline)."""
@@ -473,6 +494,9 @@ def main():
             slot=dict(type="str"),
             replication_user=dict(type="str", default="replicator"),
             rewind_user=dict(type="str", default="hastack_rewind"),
+            sslmode=dict(type="str", default="prefer",
+                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
+            sslrootcert=dict(type="path"),
             passfile=dict(type="path", default="/var/lib/postgresql/.pgpass"),
             allow_rewind=dict(type="bool", default=True),
             basebackup=dict(type="str", default="safe", choices=["never", "safe", "always"]),

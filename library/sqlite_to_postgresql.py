@@ -60,6 +60,14 @@ options:
     description: Its password.
     type: str
     required: true
+  sslmode:
+    description: libpq sslmode; C(verify-full) checks the server's certificate and its address.
+    type: str
+    choices: [disable, prefer, require, verify-ca, verify-full]
+    default: prefer
+  sslrootcert:
+    description: CA certificate the server's certificate is verified against.
+    type: path
   db_schema:
     description: Schema of the target tables.
     type: str
@@ -296,7 +304,7 @@ def run(module, p):
     try:
         conn = psycopg.connect(host=p["db_host"], port=p["db_port"], dbname=p["db_name"], user=p["db_user"],
                                password=p["db_password"], connect_timeout=p["connect_timeout"],
-                               application_name="hastack-migrate")
+                               sslmode=p["sslmode"], sslrootcert=p["sslrootcert"], application_name="hastack-migrate")
     except psycopg.Error as exc:
         module.fail_json(msg="cannot connect to PostgreSQL %s@%s:%s/%s: %s. Check the DB VIP, the password "
                              "(vault) and pg_hba for this host. Nothing was changed."
@@ -359,6 +367,9 @@ def main():
             db_name=dict(type="str", required=True),
             db_user=dict(type="str", required=True),
             db_password=dict(type="str", required=True, no_log=True),
+            sslmode=dict(type="str", default="prefer",
+                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
+            sslrootcert=dict(type="path"),
             db_schema=dict(type="str", default="public"),
             exclude_tables=dict(type="list", elements="str", default=["schema_migrations"]),
             replace=dict(type="bool", default=False),

@@ -38,6 +38,14 @@ options:
     description: Password.
     type: str
     required: true
+  sslmode:
+    description: libpq sslmode; C(verify-full) checks the server's certificate and its address.
+    type: str
+    choices: [disable, prefer, require, verify-ca, verify-full]
+    default: prefer
+  sslrootcert:
+    description: CA certificate the server's certificate is verified against.
+    type: path
   expect_node:
     description: Only count a write answered by this node (C(current_setting('hastack.node'))).
     type: str
@@ -106,7 +114,8 @@ WRITE_SQL = "SELECT txid_current(), current_setting('hastack.node', true)"
 def try_write(p):
     """The node that committed a write through db_host, or raise."""
     with psycopg.connect(host=p["db_host"], port=p["db_port"], dbname=p["db_name"], user=p["db_user"],
-                         password=p["db_password"], connect_timeout=1, application_name="hastack-vip-probe") as conn:
+                         password=p["db_password"], connect_timeout=1, sslmode=p["sslmode"],
+                         sslrootcert=p["sslrootcert"], application_name="hastack-vip-probe") as conn:
         node = conn.execute(WRITE_SQL).fetchone()[1]
         conn.commit()
     return node
@@ -128,6 +137,9 @@ def main():
             db_name=dict(type="str", required=True),
             db_user=dict(type="str", required=True),
             db_password=dict(type="str", required=True, no_log=True),
+            sslmode=dict(type="str", default="prefer",
+                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
+            sslrootcert=dict(type="path"),
             expect_node=dict(type="str"),
             http_url=dict(type="str"),
             started_at=dict(type="float"),

@@ -390,6 +390,12 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
     if requested == primary:
         return {"action": "none", "primary": primary, "candidate": primary, "repoint": [], "rejoin": [],
                 "reason": "%s is already the primary; nothing to do" % primary}
+    # Without new_primary this is a re-run after an interruption: finish, never start a
+    # move nobody named (a run killed after its last rejoin left nothing to finish).
+    if not requested:
+        return {"action": "none", "primary": primary, "candidate": primary, "repoint": [], "rejoin": [],
+                "reason": "no interrupted switchover to finish: %s is the primary and every node follows it. "
+                          "To move the primary, name the new one: -e new_primary=HOST" % primary}
     replicas = {h: f for h, f in reachable_nodes(nodes).items() if f.get("role") == "replica"}
     if requested and requested not in replicas:
         raise PlanError("new_primary=%s is not a running replica (%s). Replicas: %s"
@@ -399,7 +405,7 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
     if not replicas:
         raise PlanError("no running replica to switch over to")
     current = lsn_to_int(nodes[primary].get("current_lsn")) or 0
-    candidate = requested or sorted(replicas, key=lambda h: (-_position(replicas[h]), h))[0]
+    candidate = requested
     chosen = replicas[candidate]
     lag = max(0, current - (lsn_to_int(chosen.get("replay_lsn")) or 0))
     receiver = chosen.get("wal_receiver") or {}

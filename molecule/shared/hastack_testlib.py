@@ -1,10 +1,14 @@
 """Helpers for the Molecule verifiers: run hastack's playbooks against the scenario's
 inventory, and look inside the podman hosts."""
 
+import http.client
+import json
 import os
 import pathlib
 import re
+import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -62,3 +66,44 @@ def wait_until(check, timeout=20, message="condition", interval=0.1):
 
 def password(name):
     return (EPHEMERAL / f"password_{name}").read_text(encoding="utf-8").split()[0]
+
+
+class HttpsClient(threading.Thread):
+    """Requests one after another, each on a new TLS connection: a POST of an entry, then
+    a GET of /health. Records (time, what, status or error, id)."""
+
+    def __init__(self, address, cafile, machine):
+        super().__init__(daemon=True)
+        self.address, self.machine = address, machine
+        self.results, self.stopped = [], threading.Event()
+        self.context = ssl.create_default_context(cafile=str(cafile))
+
+    def request(self, method, path, body=None):
+        connection = http.client.HTTPSConnection(self.address, 443, timeout=5, context=self.context)
+        try:
+            connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+            return response.status, data
+        finally:
+            connection.close()
+
+    def run(self):
+        entry = json.dumps({"machine": self.machine, "member": "client", "minutes": 1})
+        while not self.stopped.is_set():
+            for method, path, body, good in (("POST", "/api/entries", entry, 201), ("GET", "/health", None, 200)):
+                started = time.time()
+                try:
+                    status, data = self.request(method, path, body)
+                    entry_id = json.loads(data)["id"] if status == 201 else None
+                    self.results.append((started, method, status if status == good else f"HTTP {status}", entry_id))
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    self.results.append((started, method, f"{type(exc).__name__}: {exc}", None))
+                    # As a browser or API client would: not thousands of instant retries
+                    # while a dying host's kernel still refuses connections.
+                    time.sleep(0.05)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+        return self.results

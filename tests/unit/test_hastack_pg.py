@@ -209,9 +209,16 @@ def test_switchover_to_the_current_primary_does_nothing():
 
 def test_switchover_refuses_a_lagging_or_broken_replica():
     with pytest.raises(PlanError, match="behind"):
-        pg.switchover_plan({"db1": primary("0/9000000"), "db2": replica("0/5000000")}, max_lag_bytes=1024)
+        pg.switchover_plan({"db1": primary("0/9000000"), "db2": replica("0/5000000")}, requested="db2",
+                           max_lag_bytes=1024)
     with pytest.raises(PlanError, match="not streaming"):
-        pg.switchover_plan({"db1": primary(), "db2": replica(streaming=False)})
+        pg.switchover_plan({"db1": primary(), "db2": replica(streaming=False)}, requested="db2")
+
+
+def test_switchover_without_new_primary_only_finishes_never_starts_a_move():
+    # A re-run after a run killed once everything was done: nothing to finish, no new move.
+    plan = pg.switchover_plan({"db1": primary("0/5000000"), "db2": replica("0/5000000")})
+    assert plan["action"] == "none" and "new_primary=" in plan["reason"]
 
 
 def test_switchover_refuses_without_a_primary():

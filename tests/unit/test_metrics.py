@@ -7,6 +7,10 @@ import os
 import pathlib
 import threading
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from script_loader import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -159,3 +163,19 @@ def test_event_is_posted_to_alertmanager_and_a_dead_one_is_skipped(tmp_path):
         assert len(list(sink_dir.iterdir())) == 2
     finally:
         server.shutdown()
+
+
+def test_certificate_ends_are_exported_and_missing_files_skipped(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "db1")])
+    not_after = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
+            .not_valid_after(not_after).sign(key, hashes.SHA256()))
+    pem = tmp_path / "server.crt"
+    # HAProxy's file: the certificate, then its key.
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    got = as_dict(metrics.collect_certificates({"paths": [str(pem), str(tmp_path / "missing.crt")]}))
+    assert got == {("hastack_tls_certificate_not_after_timestamp_seconds", (("path", str(pem)),)):
+                   not_after.timestamp()}

@@ -360,10 +360,12 @@ def test_switchover_interrupted_after_the_promotion_is_finished_by_the_next_run(
     old = one_writable_vip_holder()
     candidate = sorted(n for n in NODES if n != old)[0]
     interrupted("switchover.yml", lambda: is_writable(candidate), "-e", f"new_primary={candidate}")
-    # Without new_primary: a re-run must finish this move, not start another one.
+    # Without new_primary: a re-run must finish this move, not start another one. (Killed
+    # a little later than the promotion, e.g. on a loaded machine, the run may have
+    # finished everything: then there is nothing to finish, and still no new move.)
     result = run("switchover.yml")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "SWITCHOVER FINISHED" in result.stdout
+    assert "SWITCHOVER FINISHED" in result.stdout or "no interrupted switchover to finish" in result.stdout
     assert one_writable_vip_holder() == candidate
     cluster_follows(candidate)
     finish(writer, candidate)

@@ -14,14 +14,13 @@ import shutil
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import EPHEMERAL, ROOT, holds, playbook, psql, sh, wait_until
+from hastack_testlib import EPHEMERAL, ROOT, HttpsClient, holds, playbook, psql, sh, wait_until
 
 APP_VIP = "198.18.10.101"
 APPS = {"front-app1": "198.18.10.21", "front-app2": "198.18.10.22"}
@@ -33,43 +32,8 @@ def tls_context():
     return ssl.create_default_context(cafile=str(CA))
 
 
-class Client(threading.Thread):
-    """Requests one after another, each on a new TLS connection: a POST of an entry, then
-    a GET of /health. Records (time, what, status or error, id)."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.results, self.stopped, self.context = [], threading.Event(), tls_context()
-
-    def request(self, method, path, body=None):
-        connection = http.client.HTTPSConnection(APP_VIP, 443, timeout=5, context=self.context)
-        try:
-            connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            data = response.read()
-            return response.status, data
-        finally:
-            connection.close()
-
-    def run(self):
-        entry = json.dumps({"machine": "front", "member": "client", "minutes": 1})
-        while not self.stopped.is_set():
-            for method, path, body, good in (("POST", "/api/entries", entry, 201), ("GET", "/health", None, 200)):
-                started = time.time()
-                try:
-                    status, data = self.request(method, path, body)
-                    entry_id = json.loads(data)["id"] if status == 201 else None
-                    self.results.append((started, method, status if status == good else f"HTTP {status}", entry_id))
-                except (OSError, http.client.HTTPException, ValueError) as exc:
-                    self.results.append((started, method, f"{type(exc).__name__}: {exc}", None))
-                    # As a browser or API client would: not thousands of instant retries
-                    # while a dying host's kernel still refuses connections.
-                    time.sleep(0.05)
-
-    def stop(self):
-        self.stopped.set()
-        self.join(10)
-        return self.results
+def new_client():
+    return HttpsClient(APP_VIP, CA, "front")
 
 
 def report(capsys, figures):
@@ -178,7 +142,7 @@ def vip_holder():
 def test_both_app_servers_take_requests_and_haproxy_reports_them():
     holder = vip_holder()
     before = stats(holder)
-    client = Client()
+    client = new_client()
     client.start()
     time.sleep(3)
     results = client.stop()
@@ -226,7 +190,7 @@ def acknowledged_ids_present(results):
 
 def test_rolling_deploy_without_a_failed_request(repo, capsys):
     assert running_version("front-app1") == running_version("front-app2") == "bundled"
-    client = Client()
+    client = new_client()
     client.start()
     time.sleep(1)
     result = playbook("deploy.yml", "-e", f"app_git_repo={repo}", "-e", "app_git_version=v2")
@@ -245,7 +209,7 @@ def test_rolling_deploy_without_a_failed_request(repo, capsys):
 
 
 def test_broken_release_stops_at_the_first_server_and_is_rolled_back(repo, capsys):
-    client = Client()
+    client = new_client()
     client.start()
     result = playbook("deploy.yml", "-e", f"app_git_repo={repo}", "-e", "app_git_version=v3-broken",
                       "-e", "app_health_timeout=5")
@@ -276,7 +240,7 @@ def test_killing_the_vip_holders_host_costs_a_bounded_number_of_requests(capsys)
     # front-app1, the first in the inventory; whichever won the first election).
     holder, other = sorted(APPS, key=lambda app: not holds(app, APP_VIP))
     assert holds(holder, APP_VIP) and not holds(other, APP_VIP)
-    client = Client()
+    client = new_client()
     client.start()
     time.sleep(2)
     killed = time.time()

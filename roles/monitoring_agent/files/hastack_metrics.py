@@ -10,7 +10,8 @@ Run by hastack-metrics.timer every few seconds; each run writes one file atomica
           notify hook, hastack-event vip, records it) and whether keepalived runs;
   backup  the WAL archiver's unit, the archive folder (newest file, gaps), the backup
           runs' manifest.json and verify.json (roles/backup writes them);
-  app     Litestream lag (hastack-litestream-lag) and /health URLs.
+  app     Litestream lag (hastack-litestream-lag) and /health URLs;
+  certificates  when each certificate hastack installed ends (CA, PostgreSQL, HAProxy).
 Configuration: /etc/hastack/metrics.json (roles/monitoring_agent).
 A section that fails is reported as hastack_metrics_section_ok{section=...} 0 and its
 error goes to the journal; the others are still written.
@@ -22,6 +23,7 @@ import datetime
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -95,6 +97,7 @@ HELP = {
     "hastack_litestream_lag_seconds": "how far the Litestream replica is behind",
     "hastack_litestream_replica_ok": "1 when hastack-litestream-lag could read the replica",
     "hastack_http_up": "1 when the URL answered 200",
+    "hastack_tls_certificate_not_after_timestamp_seconds": "End of validity of a certificate hastack installed",
     "hastack_http_duration_seconds": "time the URL took to answer",
     "hastack_metrics_section_ok": "1 when the collector read this section",
     "hastack_metrics_last_run_timestamp_seconds": "when the collector last ran",
@@ -316,8 +319,25 @@ def collect_http(cfg):
     return samples
 
 
+def certificate_not_after(path):
+    """Unix time a PEM certificate (the first one in the file) stops being valid."""
+    # The standard library's own parser (no openssl binary on every host): private, but
+    # the same one the ssl module's tests use, unchanged since Python 3.4.
+    decoded = ssl._ssl._test_decode_cert(path)
+    return ssl.cert_time_to_seconds(decoded["notAfter"])
+
+
+def collect_certificates(cfg):
+    samples = []
+    for path in cfg["paths"]:
+        if os.path.exists(path):
+            samples.append(("hastack_tls_certificate_not_after_timestamp_seconds", {"path": path},
+                            certificate_not_after(path)))
+    return samples
+
+
 SECTIONS = {"db": collect_db, "vips": collect_vips, "backup": collect_backup, "litestream": collect_litestream,
-            "http": collect_http}
+            "http": collect_http, "certificates": collect_certificates}
 
 
 def collect(cfg):
