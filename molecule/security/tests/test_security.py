@@ -182,6 +182,21 @@ def test_the_firewall_lets_through_only_what_the_inventory_says():
     assert re.search(r"counter packets [1-9]\d* bytes \d+ drop", counters), counters
 
 
+def test_the_firewall_shows_its_changes_and_never_locks_the_operator_out():
+    rules = sh("sec-db1", "cat /etc/nftables.conf").stdout
+    # --check --diff: the rule that would change, and nothing changed.
+    preview = playbook("playbooks/common.yml", "--limit", "sec-db1", "--check", "--diff",
+                       "-e", '{"firewall_postgresql_extra_networks": ["192.0.2.7/32"]}')
+    assert preview.returncode == 0, preview.stdout[-3000:]
+    assert re.search(r"^\+.*192\.0\.2\.7.*5432", preview.stdout, re.M), preview.stdout[-3000:]
+    # Rules that would not let this controller's SSH session in: refused before any change.
+    refused = playbook("playbooks/common.yml", "--limit", "sec-db1",
+                       "-e", '{"firewall_trusted_networks": [], "firewall_admin_networks": ["192.0.2.0/24"]}')
+    assert refused.returncode != 0 and "Refusing to change the firewall" in refused.stdout, refused.stdout[-3000:]
+    assert sh("sec-db1", "cat /etc/nftables.conf").stdout == rules
+    assert reach("sec-db2", DB["sec-db1"], 5432) == "open"
+
+
 class ReplicationWatch(threading.Thread):
     """Samples the primary's pg_stat_replication every 0.1 s; the longest time without a
     streaming replica is the longest replica disconnect."""
