@@ -167,7 +167,7 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.hastack_module import local_postgres_argument_spec
+from ansible.module_utils.hastack_module import local_postgres_argument_spec, tls_client_argument_spec
 from ansible.module_utils.hastack_facts import (
     connect,
     gather_node,
@@ -487,16 +487,13 @@ class Resync:
 def main():
     module = AnsibleModule(
         argument_spec=local_postgres_argument_spec(
-            "data_directory", "config_dir", "bin_dir", "service", "port", "socket_dir",
+            "data_directory", "config_dir", "bin_dir", "service", "port", "socket_dir", **tls_client_argument_spec(),
             primary_host=dict(type="str", required=True),
             primary_port=dict(type="int", default=5432),
             node_name=dict(type="str", required=True),
             slot=dict(type="str"),
             replication_user=dict(type="str", default="replicator"),
             rewind_user=dict(type="str", default="hastack_rewind"),
-            sslmode=dict(type="str", default="prefer",
-                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
-            sslrootcert=dict(type="path"),
             passfile=dict(type="path", default="/var/lib/postgresql/.pgpass"),
             allow_rewind=dict(type="bool", default=True),
             basebackup=dict(type="str", default="safe", choices=["never", "safe", "always"]),

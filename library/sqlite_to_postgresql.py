@@ -150,6 +150,7 @@ import time
 import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hastack_module import tls_client_argument_spec
 from ansible.module_utils.hastack_sqlite_pg import Checksum, ConversionError, convert, decide, load_order, plan
 
 try:
@@ -360,16 +361,13 @@ def run(module, p):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=tls_client_argument_spec(
             sqlite_path=dict(type="path", required=True),
             db_host=dict(type="str", required=True),
             db_port=dict(type="int", default=5432),
             db_name=dict(type="str", required=True),
             db_user=dict(type="str", required=True),
             db_password=dict(type="str", required=True, no_log=True),
-            sslmode=dict(type="str", default="prefer",
-                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
-            sslrootcert=dict(type="path"),
             db_schema=dict(type="str", default="public"),
             exclude_tables=dict(type="list", elements="str", default=["schema_migrations"]),
             replace=dict(type="bool", default=False),

@@ -107,6 +107,7 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_facts import HAS_PSYCOPG, psycopg, PSYCOPG_IMPORT_ERROR
+from ansible.module_utils.hastack_module import tls_client_argument_spec
 
 WRITE_SQL = "SELECT txid_current(), current_setting('hastack.node', true)"
 
@@ -131,15 +132,12 @@ def http_status(url):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=tls_client_argument_spec(
             db_host=dict(type="str", required=True),
             db_port=dict(type="int", default=5432),
             db_name=dict(type="str", required=True),
             db_user=dict(type="str", required=True),
             db_password=dict(type="str", required=True, no_log=True),
-            sslmode=dict(type="str", default="prefer",
-                         choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
-            sslrootcert=dict(type="path"),
             expect_node=dict(type="str"),
             http_url=dict(type="str"),
             started_at=dict(type="float"),

@@ -18,6 +18,21 @@ LOCAL_POSTGRES_OPTIONS = {
 }
 
 
+# How a module that connects over the network verifies the server (libpq's sslmode and
+# sslrootcert): the postgresql role passes verify-full and the internal CA's certificate.
+TLS_CLIENT_OPTIONS = {
+    "sslmode": dict(type="str", default="prefer", choices=["disable", "prefer", "require", "verify-ca", "verify-full"]),
+    "sslrootcert": dict(type="path"),
+}
+
+
+def tls_client_argument_spec(**extra):
+    """sslmode and sslrootcert (fresh copies), plus the module's own options."""
+    spec = {name: dict(option) for name, option in TLS_CLIENT_OPTIONS.items()}
+    spec.update(extra)
+    return spec
+
+
 def local_postgres_argument_spec(*names, **extra):
     """The shared options named (fresh copies), plus the module's own."""
     spec = {name: dict(LOCAL_POSTGRES_OPTIONS[name]) for name in names}

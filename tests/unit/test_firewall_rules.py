@@ -7,10 +7,9 @@ import re
 import shutil
 import subprocess
 
-import jinja2
 import pytest
 import yaml
-from jinja2.nativetypes import NativeEnvironment
+from role_template import render_role_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "firewall"
@@ -33,26 +32,12 @@ FILTERS = load_filters()
 
 
 def render(host, **overrides):
-    # trim_blocks as in ansible.builtin.template.
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)  # noqa: S701
-    native = NativeEnvironment()  # defaults keep their types, as in Ansible
-    for environment in (env, native):
-        environment.filters.update(FILTERS.FilterModule().filters())
-        environment.filters["extract"] = lambda name, container: container[name]
-        environment.filters["bool"] = bool
+    filters = dict(FILTERS.FilterModule().filters(), extract=lambda name, container: container[name], bool=bool)
     hostvars = {name: {"hastack_address": address} for name, address in HOSTS.items()}
     values = {"inventory_hostname": host, "hastack_address": HOSTS[host], "groups": dict(GROUPS, all=list(HOSTS)),
               "hostvars": hostvars, "ansible_managed": "managed", "keepalived_vips": VIPS,
               "postgresql_app_networks": ["192.0.2.0/24"]}
-    values.update(overrides)
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
-    for _ in range(3):  # defaults refer to each other
-        for name, value in defaults.items():
-            if name not in overrides:
-                templated = isinstance(value, str) and "{{" in value
-                values[name] = native.from_string(value).render(values) if templated else value
-    template = (ROLE / "templates" / "etc" / "nftables.conf.j2").read_text(encoding="utf-8")
-    return env.from_string(template).render(values)
+    return render_role_template(ROLE, "etc/nftables.conf.j2", values, overrides, filters)
 
 
 def rules(config, comment):

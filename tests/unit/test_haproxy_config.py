@@ -3,12 +3,8 @@
 
 import pathlib
 
-import re
-
-import jinja2
 import pytest
-import yaml
-from jinja2.nativetypes import NativeEnvironment
+from role_template import render_role_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "haproxy"
@@ -16,23 +12,10 @@ HOSTS = {"app1": "10.0.0.21", "app2": "10.0.0.22"}
 
 
 def render(host, **overrides):
-    # trim_blocks as in ansible.builtin.template.
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)  # noqa: S701
-    native = NativeEnvironment()  # defaults keep their types, as in Ansible
-    for environment in (env, native):
-        environment.tests["match"] = lambda value, pattern: re.match(pattern, value) is not None
     values = {"inventory_hostname": host, "hastack_address": HOSTS[host], "hastack_app_vip": "10.0.0.101",
               "groups": {"app": list(HOSTS)}, "ansible_managed": "managed",
               "hostvars": {name: {"hastack_address": address} for name, address in HOSTS.items()}}
-    values.update(overrides)
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
-    for _ in range(3):  # defaults refer to each other
-        for name, value in defaults.items():
-            if name not in overrides:
-                templated = isinstance(value, str) and "{{" in value
-                values[name] = native.from_string(value).render(values) if templated else value
-    template = (ROLE / "templates" / "etc" / "haproxy" / "haproxy.cfg.j2").read_text(encoding="utf-8")
-    return env.from_string(template).render(values)
+    return render_role_template(ROLE, "etc/haproxy/haproxy.cfg.j2", values, overrides)
 
 
 def section(config, name):
