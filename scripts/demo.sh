@@ -26,7 +26,9 @@ ansible -i "$inventory" backup -b -m ansible.builtin.command -a "/usr/local/sbin
 echo
 echo "== What was built"
 ansible-playbook -i "$inventory" status.yml | sed -n '/msg:/,/^$/p'
-echo "Every host: common baseline (chrony, admin user, hardened sshd, security updates)."
+echo "Every host: common baseline (chrony, admin user, hardened sshd, security updates) and an"
+echo "     nftables firewall from the inventory (nft list table inet hastack; the controller is trusted)."
+echo "PostgreSQL: TLS only, certificates from the lab's CA; every client verifies (sslmode=verify-full)."
 echo "App: https://198.18.1.101/ (app VIP; HAProxy with TLS on app1 and app2, both app servers"
 echo "     active) -> PostgreSQL at 198.18.1.100 (DB VIP). The certificate is from the lab's CA:"
 curl -sS --fail --cacert .lab/ca/ca.crt -o /dev/null \
