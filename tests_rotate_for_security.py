@@ -39,7 +39,8 @@ def login(node, user, password, database="postgres"):
 
 
 def replication_gaps(lines, replicas):
-    """Longest time (s) any replica was missing from pg_stat_replication as streaming."""
+    """Longest time (s) any replica was missing from pg_stat_replication as streaming, and
+    the replicas never seen streaming."""
     longest, last_seen = 0.0, {}
     for line in lines:
         at, _, rest = line.partition(" ")
@@ -49,7 +50,7 @@ def replication_gaps(lines, replicas):
                 if name in last_seen:
                     longest = max(longest, at - last_seen[name])
                 last_seen[name] = at
-    return longest
+    return longest, set(replicas) - set(last_seen)
 
 
 def test_rotation_under_a_steady_writer_fails_no_write_and_refuses_the_old_passwords():
@@ -84,11 +85,12 @@ def test_rotation_under_a_steady_writer_fails_no_write_and_refuses_the_old_passw
     lines = sh(CLIENT, f"cat {LOG}").stdout.splitlines()
     failed = [line for line in lines if line.startswith("err")]
     ok = [line for line in lines if line.startswith("ok")]
-    gap = replication_gaps(sh(node, f"cat {REPL_LOG}").stdout.splitlines(), replicas)
+    gap, unseen = replication_gaps(sh(node, f"cat {REPL_LOG}").stdout.splitlines(), replicas)
     print(f"writes acknowledged {len(ok)}, failed {len(failed)}, longest replica gap {gap:.1f} s, "
           f"rotate_secrets.yml {result.seconds:.1f} s")
     assert not failed, failed[:10]
     assert len(ok) > 20, "the writer hardly wrote: the test proves nothing"
+    assert not unseen, f"{unseen} never seen streaming: the gap measures nothing"
     assert gap < 5, f"a replica was away {gap:.1f} s"
 
     for name, user in SECRETS.items():
