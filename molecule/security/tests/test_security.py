@@ -262,6 +262,12 @@ def test_secrets_are_rotated_under_load_without_a_failed_write(capsys):
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(host=DB[node], dbname="replication", replication="true", user="replicator",
                         password=old["repl"], sslmode="verify-full", sslrootcert=str(CA), connect_timeout=5)
+    # The rewind role (changed directly) checked from the other database node, as pg_rewind connects.
+    rewind = sh(replica(), f"PGPASSWORD='{old['rewind']}' psql 'host={DB[node]} dbname=postgres user=hastack_rewind "
+                           "sslmode=verify-full sslrootcert=/etc/ssl/hastack/ca.crt' -XAtc 'SELECT 1'")
+    assert rewind.returncode != 0 and "password authentication failed" in rewind.stderr, rewind.stderr
+    # The temporary roles are gone.
+    assert psql(node, "SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_rotate'", db="postgres") == "0"
     # And the inventory is the truth again: a converge has nothing to change.
     again = playbook("site.yml")
     assert again.returncode == 0 and not any(recap_changed(again.stdout).values()), again.stdout[-3000:]
