@@ -259,13 +259,15 @@ def test_secrets_are_rotated_under_load_without_a_failed_write(capsys):
         assert conn.execute("SELECT 1").fetchone()[0] == 1
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(DB_VIP, secret=old["app"])
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host=DB[node], dbname="replication", replication="true", user="replicator",
-                        password=old["repl"], sslmode="verify-full", sslrootcert=str(CA), connect_timeout=5)
-    # The rewind role (changed directly) checked from the other database node, as pg_rewind connects.
-    rewind = sh(replica(), f"PGPASSWORD='{old['rewind']}' psql 'host={DB[node]} dbname=postgres user=hastack_rewind "
-                           "sslmode=verify-full sslrootcert=/etc/ssl/hastack/ca.crt' -XAtc 'SELECT 1'")
-    assert rewind.returncode != 0 and "password authentication failed" in rewind.stderr, rewind.stderr
+    # Replication and rewind, from the other database node (only DB peers may use them).
+    for user, name, extra, sql in (("replicator", "repl", "dbname=replication replication=true", "IDENTIFY_SYSTEM"),
+                                   ("hastack_rewind", "rewind", "dbname=postgres", "SELECT 1")):
+        def login(secret, user=user, extra=extra, sql=sql):
+            return sh(replica(), f"PGPASSWORD='{secret}' psql 'host={DB[node]} user={user} {extra} "
+                                 f"sslmode=verify-full sslrootcert=/etc/ssl/hastack/ca.crt' -XAtc '{sql}'")
+        refused, accepted = login(old[name]), login(new[name])
+        assert refused.returncode != 0 and "password authentication failed" in refused.stderr, (user, refused.stderr)
+        assert accepted.returncode == 0, (user, accepted.stderr)
     # The temporary roles are gone.
     assert psql(node, "SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_rotate'", db="postgres") == "0"
     # And the inventory is the truth again: a converge has nothing to change.
