@@ -162,5 +162,7 @@ def test_wiring_lab_on_with_the_controller_trusted_molecule_off():
     assert lab["hastack_firewall"] is True and lab["firewall_trusted_networks"] == ["{{ hastack_lab_gateway }}/32"]
     molecule = load_yaml(".config", "molecule", "config.yml")
     assert molecule["provisioner"]["inventory"]["group_vars"]["all"]["hastack_firewall"] is False
-    play = load_yaml("playbooks", "common.yml")[0]
+    # site.yml -> common.yml -> firewall.yml, right after the baseline.
+    assert load_yaml("playbooks", "common.yml")[1]["ansible.builtin.import_playbook"] == "firewall.yml"
+    play = load_yaml("playbooks", "firewall.yml")[0]
     assert {"role": "firewall", "when": "hastack_firewall | default(true)"} in play["roles"]

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from hastack_testlib import EPHEMERAL, HttpsClient, holds, password, playbook, psql, recap_changed, sh, wait_until
+from hastack_testlib import EPHEMERAL, ROOT, HttpsClient, holds, password, playbook, psql, recap_changed, sh, wait_until
 
 DB = {"sec-db1": "198.18.11.11", "sec-db2": "198.18.11.12"}
 APPS = {"sec-app1": "198.18.11.21", "sec-app2": "198.18.11.22"}
@@ -185,12 +185,12 @@ def test_the_firewall_lets_through_only_what_the_inventory_says():
 def test_the_firewall_shows_its_changes_and_never_locks_the_operator_out():
     rules = sh("sec-db1", "cat /etc/nftables.conf").stdout
     # --check --diff: the rule that would change, and nothing changed.
-    preview = playbook("playbooks/common.yml", "--limit", "sec-db1", "--check", "--diff",
+    preview = playbook("playbooks/firewall.yml", "--limit", "sec-db1", "--check", "--diff",
                        "-e", '{"firewall_postgresql_extra_networks": ["192.0.2.7/32"]}')
     assert preview.returncode == 0, preview.stdout[-3000:]
     assert re.search(r"^\+.*192\.0\.2\.7.*5432", preview.stdout, re.M), preview.stdout[-3000:]
     # Rules that would not let this controller's SSH session in: refused before any change.
-    refused = playbook("playbooks/common.yml", "--limit", "sec-db1",
+    refused = playbook("playbooks/firewall.yml", "--limit", "sec-db1",
                        "-e", '{"firewall_trusted_networks": [], "firewall_admin_networks": ["192.0.2.0/24"]}')
     assert refused.returncode != 0 and "Refusing to change the firewall" in refused.stdout, refused.stdout[-3000:]
     assert sh("sec-db1", "cat /etc/nftables.conf").stdout == rules
@@ -270,6 +270,7 @@ def test_secrets_are_rotated_under_load_without_a_failed_write(capsys):
         assert accepted.returncode == 0, (user, accepted.stderr)
     # The temporary roles are gone.
     assert psql(node, "SELECT count(*) FROM pg_roles WHERE rolname LIKE '%\\_rotate'", db="postgres") == "0"
-    # And the inventory is the truth again: a converge has nothing to change.
-    again = playbook("site.yml")
+    # And the inventory is the truth again: the playbooks that hold these secrets (roles and
+    # .pgpass on the database hosts, DATABASE_URL on the app servers) have nothing to change.
+    again = playbook("playbooks/database.yml", str(ROOT / "playbooks" / "app.yml"))
     assert again.returncode == 0 and not any(recap_changed(again.stdout).values()), again.stdout[-3000:]
