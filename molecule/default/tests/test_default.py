@@ -136,9 +136,12 @@ def test_postgresql_listens_only_with_scram_for_the_network(host):
     hba = host.file("/etc/postgresql/15/main/pg_hba.conf").content_string
     network_rules = [line.split() for line in hba.splitlines() if line.startswith("host")]
     assert network_rules and all(rule[-1] == "scram-sha-256" for rule in network_rules)
+    # TLS for every remote client; only loopback may go without.
+    assert all(rule[0] == "hostssl" or rule[3] in ("127.0.0.1/32", "::1/128") for rule in network_rules)
     replication = {(rule[2], rule[3]) for rule in network_rules if rule[1] == "replication"}
-    assert replication == {("replicator", "198.18.2.11/32"), ("replicator", "198.18.2.12/32"),
-                           ("hastack_backup", "198.18.2.31/32")}
+    # replicator_rotate: the temporary role rotate_secrets.yml moves the replicas to.
+    assert replication == {(user, address) for user in ("replicator", "replicator_rotate")
+                           for address in ("198.18.2.11/32", "198.18.2.12/32")} | {("hastack_backup", "198.18.2.31/32")}
     assert host.file("/var/lib/postgresql/.pgpass").mode == 0o600
 
 
