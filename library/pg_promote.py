@@ -129,6 +129,7 @@ from ansible.module_utils.hastack_state import record_primary
 
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
                 "pg_walfile_name(pg_current_wal_lsn()) AS walfile")
+DUPLICATE_OBJECT = "42710"
 
 
 
@@ -172,7 +173,14 @@ def create_slots(conn, names):
     for name in sorted({slot_name(n) for n in names}):
         exists = query_one(conn, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s", (name,))["n"]
         if not exists:
-            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+            try:
+                conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+            except Exception as exc:  # only a duplicate is expected; anything else is raised
+                # The replica's own repoint runs at the same time (failover.yml) and creates
+                # the same slot over its replication connection: either one is fine.
+                if getattr(exc, "sqlstate", None) != DUPLICATE_OBJECT:
+                    raise
+                continue
             created.append(name)
     return created
 

@@ -64,3 +64,22 @@ def test_promote_creates_only_missing_replica_slots(monkeypatch):
     monkeypatch.setattr(promote, "query_one", lambda conn, sql, params: {"n": int(params[0] in existing)})
     assert promote.create_slots(Conn(), ["db3", "db-2", "db-2"]) == ["db_2"]
     assert executed == [("SELECT pg_create_physical_replication_slot(%s, true)", ("db_2",))]
+
+
+def test_a_slot_the_replica_created_meanwhile_is_no_failure(monkeypatch):
+    class Duplicate(Exception):
+        sqlstate = "42710"
+
+    class Conn:
+        def execute(self, sql, params=None):
+            if params == ("db3",):
+                raise Duplicate('replication slot "db3" already exists')
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(promote, "query_one", lambda conn, sql, params: {"n": 0})
+    assert promote.create_slots(Conn(), ["db3"]) == []
+    try:
+        promote.create_slots(Conn(), ["db4"])
+        raise AssertionError("another error was swallowed")
+    except RuntimeError as exc:
+        assert "disk full" in str(exc)
