@@ -97,6 +97,10 @@ stop_seconds:
   returned: when the service was running
   type: float
   sample: 0.35
+stop_started_at:
+  description: When the stop began (seconds since the epoch, this host's clock); switchover.yml's write gap.
+  returned: when the service was running
+  type: float
 """
 
 import json
@@ -169,6 +173,7 @@ def main():
     if active and p["checkpoint"] and HAS_PSYCOPG:
         result["checkpoint_seconds"] = checkpoint(module, p)
     if active:
+        result["stop_started_at"] = round(time.time(), 3)
         stop_start = time.monotonic()
         rc, _, err = module.run_command(["timeout", str(p["timeout"]), "systemctl", "stop", p["service"]])
         if rc != 0 and is_active(module, p["service"]):

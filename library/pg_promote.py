@@ -45,6 +45,25 @@ options:
     description: Run CHECKPOINT after promotion.
     type: bool
     default: true
+  wait_shutdown_after:
+    description:
+      - Before promoting, wait until the last WAL record this node received and replayed is
+        the old primary's shutdown checkpoint, written after this LSN (the primary's position
+        before it was asked to stop), and fail without promoting if it does not come within
+        C(timeout).
+      - A clean stop sends every record up to its shutdown checkpoint, the last one it
+        writes, and waits for the standby's flush before it ends the connection; so this
+        node can be promoted the moment that record is replayed, started at the same time as
+        the stop (switchover.yml), without waiting for the stop's result to come back.
+      - After an unclean stop (killed) no such record comes and the node is not promoted.
+      - Reads the tail of C(pg_wal) with pg_waldump from C(bin_dir).
+    type: str
+  data_directory:
+    description: Data directory of the local PostgreSQL; required with C(wait_shutdown_after).
+    type: path
+  bin_dir:
+    description: Directory of the PostgreSQL programs (pg_waldump); required with C(wait_shutdown_after).
+    type: path
   fenced_by_lease:
     description:
       - Inventory name of an old primary that could not be fenced over SSH. Before promoting,
@@ -101,7 +120,8 @@ lsn:
   returned: success
   type: str
 promote_seconds:
-  description: Time from the promote call to the first writable transaction.
+  description: Time from the end of the waits (replay, shutdown checkpoint, self-fence proof) to the first
+    writable transaction.
   returned: when promoted
   type: float
   sample: 0.12
@@ -110,6 +130,15 @@ slots_created:
   returned: when promoted
   type: list
   sample: ["db3"]
+writable_at:
+  description: When the node first accepted a write (seconds since the epoch, this host's clock).
+  returned: when promoted
+  type: float
+shutdown_checkpoint_lsn:
+  description: The old primary's shutdown checkpoint this node replayed before it was promoted.
+  returned: when wait_shutdown_after is given and the node was promoted
+  type: str
+  sample: 0/70A8800
 proof:
   description: The self-fence proof for C(fenced_by_lease) - witnesses, seconds waited, who last heard the
     old primary when.
@@ -118,19 +147,25 @@ proof:
   sample: {"witnesses": ["db3", "backup1"], "waited": 0.41, "heard_by": {"db3": 2.1}}
 """
 
+import os
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.hastack_module import local_postgres_argument_spec
 from ansible.module_utils.hastack_quorum import SENTINEL_STATE_FILE, read_state, self_fence_proof
 from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, PSYCOPG_IMPORT_ERROR, query_one
-from ansible.module_utils.hastack_lsn import lsn_to_int, slot_name, timeline_from_walfile
+from ansible.module_utils.hastack_lsn import int_to_lsn, lsn_to_int, slot_name, timeline_from_walfile
 from ansible.module_utils.hastack_state import record_primary
 
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
                 "pg_walfile_name(pg_current_wal_lsn()) AS walfile")
+STANDBY_SQL = ("SELECT pg_last_wal_replay_lsn()::text AS replay, pg_last_wal_receive_lsn()::text AS receive, "
+               "(SELECT status FROM pg_stat_wal_receiver) AS receiver, "
+               "current_setting('wal_segment_size')::text AS segment_size")
+WALDUMP_RECORD = re.compile(r"\blsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: ([A-Z_]+)")
+WAL_PAGE = 8192
 DUPLICATE_OBJECT = "42710"
-
 
 
 def wait_writable(conn, deadline):
@@ -165,6 +200,62 @@ def wait_self_fenced(old, timeout):
         if deadline is not None and now > deadline:
             return proof, proof["reason"]
         time.sleep(min(0.05, max(0.005, (proof or {}).get("safe_in") or 0.05)))
+
+
+def last_wal_record(waldump_output):
+    """(lsn, record type) of the last record pg_waldump printed, (None, None) when none."""
+    found = (None, None)
+    for line in waldump_output.splitlines():
+        match = WALDUMP_RECORD.search(line)
+        if match:
+            found = (match.group(1), match.group(2))
+    return found
+
+
+def segment_size_bytes(setting):
+    """wal_segment_size as current_setting() shows it ('16MB', '1GB') in bytes."""
+    number, unit = re.match(r"^(\d+)\s*(B|kB|MB|GB)?$", setting.strip()).groups()
+    return int(number) * {"B": 1, None: 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}[unit]
+
+
+def newest_timeline_of_segment(wal_dir, lsn, segment_size):
+    """The highest timeline of the WAL files in wal_dir that hold position `lsn`, or None."""
+    segno = lsn // segment_size
+    per_xlogid = 0x100000000 // segment_size
+    suffix = "%08X%08X" % (segno // per_xlogid, segno % per_xlogid)
+    timelines = [int(name[:8], 16) for name in os.listdir(wal_dir)
+                 if len(name) == 24 and name.endswith(suffix) and re.match(r"^[0-9A-F]{24}$", name)]
+    return max(timelines) if timelines else None
+
+
+def wait_shutdown_checkpoint(module, conn, after, deadline):
+    """Wait until the last WAL record this standby received and replayed is a shutdown
+    checkpoint beyond `after`; its LSN. Raises TimeoutError(what was last seen)."""
+    p = module.params
+    floor = lsn_to_int(after)
+    wal_dir = os.path.join(p["data_directory"], "pg_wal")
+    waldump = os.path.join(p["bin_dir"], "pg_waldump")
+    checked, seen = None, "nothing beyond %s" % after
+    while True:
+        row = query_one(conn, STANDBY_SQL)
+        replay = lsn_to_int(row["replay"]) or 0
+        # Only once the primary ended the stream and everything received is replayed: while
+        # it streams, a shutdown checkpoint from an earlier restart can be the last record.
+        if (row["receiver"] != "streaming" and replay > floor and replay != checked
+                and replay >= (lsn_to_int(row["receive"]) or 0)):
+            checked = replay
+            size = segment_size_bytes(row["segment_size"])
+            timeline = newest_timeline_of_segment(wal_dir, replay - 1, size)
+            start = max(replay - 2 * WAL_PAGE, (replay - 1) // size * size, floor) // WAL_PAGE * WAL_PAGE
+            rc, out, err = module.run_command([waldump, "-p", wal_dir, "-t", str(timeline or 1),
+                                               "-s", int_to_lsn(start), "-e", row["replay"]])
+            lsn, kind = last_wal_record(out)
+            seen = "%s at %s (pg_waldump rc %d%s)" % (kind, lsn, rc, ": " + err.strip()[-200:] if not lsn else "")
+            if kind == "CHECKPOINT_SHUTDOWN" and (lsn_to_int(lsn) or 0) >= floor:
+                return int_to_lsn(lsn_to_int(lsn))  # as pg_controldata prints it: 0/70A8800
+        if time.monotonic() > deadline:
+            raise TimeoutError(seen)
+        time.sleep(0.01)
 
 
 def create_slots(conn, names):
@@ -202,6 +293,9 @@ def main():
             "port", "socket_dir", "login_user",
             timeout=dict(type="int", default=60),
             wait_replay_lsn=dict(type="str"),
+            wait_shutdown_after=dict(type="str"),
+            data_directory=dict(type="path"),
+            bin_dir=dict(type="path"),
             fenced_by_lease=dict(type="str"),
             proof_timeout=dict(type="float", default=0),
             checkpoint=dict(type="bool", default=True),
@@ -209,6 +303,7 @@ def main():
             node_name=dict(type="str"),
             replica_slots=dict(type="list", elements="str", default=[]),
         ),
+        required_by={"wait_shutdown_after": ["data_directory", "bin_dir"]},
         supports_check_mode=True,
     )
     if not HAS_PSYCOPG:
@@ -248,6 +343,16 @@ def main():
                 module.fail_json(msg="not promoted: the node replayed only up to %s within %d s, not past the old "
                                      "primary's final checkpoint %s. Promoting now would lose writes."
                                      % (exc.args[0], p["timeout"], p["wait_replay_lsn"]))
+        shutdown_lsn = None
+        if p["wait_shutdown_after"]:
+            try:
+                shutdown_lsn = wait_shutdown_checkpoint(module, conn, p["wait_shutdown_after"], deadline)
+            except TimeoutError as exc:
+                module.fail_json(msg="not promoted: within %d s this node did not receive the old primary's shutdown "
+                                     "checkpoint after %s (last record: %s). Unless the old primary stopped cleanly, "
+                                     "promoting could lose writes." % (p["timeout"], p["wait_shutdown_after"],
+                                                                       exc.args[0]))
+        promote_start = time.monotonic()
         slots = create_slots(conn, p["replica_slots"])
         # Recorded first: the fenced old primary already gossips this epoch naming this node,
         # and a sentinel that saw this node writable with the older epoch would fence it. The
@@ -262,13 +367,15 @@ def main():
         except TimeoutError:
             module.fail_json(msg="the node left recovery but refused writes for %d s (transaction_read_only "
                                  "or default_transaction_read_only set?)" % p["timeout"])
-        promote_seconds = round(time.monotonic() - start, 3)
+        promote_seconds = round(time.monotonic() - promote_start, 3)
+        writable_at = round(time.time(), 3)
         record_primary(p["epoch"], p["node_name"], local=p["node_name"])
         if p["checkpoint"]:
             conn.execute("CHECKPOINT")
         pos = query_one(conn, POSITION_SQL)
     module.exit_json(changed=True, promoted=True, promote_seconds=promote_seconds, lsn=pos["lsn"],
-                     timeline=timeline_from_walfile(pos["walfile"]), proof=proof, slots_created=slots)
+                     timeline=timeline_from_walfile(pos["walfile"]), proof=proof, slots_created=slots,
+                     shutdown_checkpoint_lsn=shutdown_lsn, writable_at=writable_at)
 
 
 if __name__ == "__main__":

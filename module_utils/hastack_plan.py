@@ -358,7 +358,7 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
         if pending and requested in (None, "", pending[1]):
             old, candidate, epoch = pending
             return {"action": "switchover", "primary": old, "candidate": candidate, "epoch": epoch,
-                    "resumed": True, "lag_bytes": 0,
+                    "resumed": True, "lag_bytes": 0, "wait_replay_lsn": nodes[old]["position_lsn"],
                     "rejoin": sorted(h for h in reachable_nodes(nodes) if h != candidate),
                     "repoint": sorted(h for h, f in reachable_nodes(nodes).items()
                                       if h not in (old, candidate) and f.get("role") == "replica"),
@@ -421,7 +421,10 @@ def switchover_plan(nodes, requested=None, max_lag_bytes=16 * 1024 * 1024, addre
         raise PlanError("database host(s) %s unreachable: a planned switchover needs every node. "
                         "Fix them or resync them later and use --limit to exclude them."
                         % ", ".join(unreachable))
+    # The candidate is promoted at the same time as the stop, once it has replayed the
+    # primary's shutdown checkpoint: one written after this position (switchover.yml).
     return {"action": "switchover", "primary": primary, "candidate": candidate, "epoch": next_epoch(nodes),
+            "shutdown_after": nodes[primary].get("current_lsn"),
             "repoint": sorted(h for h in replicas if h != candidate), "lag_bytes": lag,
             "rejoin": sorted(h for h in nodes if h != candidate),
             "reason": "planned move from %s to %s" % (primary, candidate)}

@@ -66,6 +66,86 @@ def test_promote_creates_only_missing_replica_slots(monkeypatch):
     assert executed == [("SELECT pg_create_physical_replication_slot(%s, true)", ("db_2",))]
 
 
+# switchover.yml promotes at the same time as the stop: pg_promote waits for the old
+# primary's shutdown checkpoint to be the last record it received and replayed.
+WALDUMP_TAIL = """\
+rmgr: Heap        len (rec/tot):     71/    71, tx:      59443, lsn: 0/070A8778, prev 0/070A8750, desc: INSERT off 181
+rmgr: Standby     len (rec/tot):     50/    50, tx:          0, lsn: 0/070A87C0, prev 0/070A8778, desc: RUNNING_XACTS
+rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: 0/070A8800, prev 0/070A87C0, desc: \
+CHECKPOINT_SHUTDOWN redo 0/70A8800; tli 5; prev tli 5; fpw true; xid 0:59444; oid 24586; shutdown
+"""
+
+
+def test_last_wal_record_is_the_last_line_pg_waldump_printed():
+    assert promote.last_wal_record(WALDUMP_TAIL) == ("0/070A8800", "CHECKPOINT_SHUTDOWN")
+    assert promote.last_wal_record("pg_waldump: error: could not find a valid record after 0/7000000\n") == (None, None)
+
+
+def test_segment_size_and_the_newest_timeline_holding_a_position(tmp_path):
+    assert promote.segment_size_bytes("16MB") == 16 * 1024 ** 2
+    assert promote.segment_size_bytes("1GB") == 1024 ** 3
+    for name in ("000000050000000000000007", "000000060000000000000007", "000000060000000000000008",
+                 "000000060000000000000007.partial", "archive_status"):
+        (tmp_path / name).touch()
+    size = 16 * 1024 ** 2
+    assert promote.newest_timeline_of_segment(str(tmp_path), 0x070A8828, size) == 6
+    assert promote.newest_timeline_of_segment(str(tmp_path), 0x0600_0000, size) is None
+
+
+class StandbyModule:
+    """A standby whose stream ends after `streaming` polls; pg_waldump prints `tail`."""
+
+    def __init__(self, tmp_path, tail, streaming=2, replay="0/70A8878"):
+        (tmp_path / "pg_wal").mkdir()
+        (tmp_path / "pg_wal" / "000000050000000000000007").touch()
+        self.params = {"data_directory": str(tmp_path), "bin_dir": "/usr/lib/postgresql/15/bin"}
+        self.tail, self.streaming, self.replay, self.commands = tail, streaming, replay, []
+
+    def row(self):
+        self.streaming -= 1
+        return {"replay": self.replay, "receive": self.replay, "segment_size": "16MB",
+                "receiver": "streaming" if self.streaming >= 0 else None}
+
+    def run_command(self, argv):
+        self.commands.append(argv)
+        return 0, self.tail, ""
+
+
+def test_promotion_waits_for_the_stream_to_end_on_a_new_shutdown_checkpoint(tmp_path, monkeypatch):
+    module = StandbyModule(tmp_path, WALDUMP_TAIL)
+    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    monkeypatch.setattr(promote.time, "sleep", lambda seconds: None)
+    assert promote.wait_shutdown_checkpoint(module, None, "0/70A0000", float("inf")) == "0/70A8800"
+    # pg_waldump only once the stream ended, on the timeline of the newest segment file.
+    assert len(module.commands) == 1 and module.commands[0][-4:] == ["-s", "0/70A4000", "-e", "0/70A8878"]
+    assert module.commands[0][3:5] == ["-t", "5"]
+
+
+def test_no_promotion_on_an_old_shutdown_checkpoint_or_after_a_crash(tmp_path, monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(promote.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(promote.time, "sleep", lambda seconds: None)
+    # The checkpoint is older than the primary's position before the stop (a restart long ago).
+    module = StandbyModule(tmp_path, WALDUMP_TAIL, streaming=0)
+    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    try:
+        promote.wait_shutdown_checkpoint(module, None, "0/70A8850", 5)
+        raise AssertionError("promoted on a shutdown checkpoint from before the stop")
+    except TimeoutError as exc:
+        assert "CHECKPOINT_SHUTDOWN at 0/070A8800" in exc.args[0]
+    # The stream ended without one (the primary was killed): never promoted.
+    crashed = WALDUMP_TAIL.rsplit("rmgr: XLOG", 1)[0]
+    other = tmp_path / "crash"
+    other.mkdir()
+    module = StandbyModule(other, crashed, streaming=0)
+    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    try:
+        promote.wait_shutdown_checkpoint(module, None, "0/70A0000", 10)
+        raise AssertionError("promoted after a crash")
+    except TimeoutError as exc:
+        assert "RUNNING_XACTS" in exc.args[0]
+
+
 def test_a_slot_the_replica_created_meanwhile_is_no_failure(monkeypatch):
     class Duplicate(Exception):
         sqlstate = "42710"
