@@ -354,6 +354,8 @@ def rewind_vs_basebackup(scale):
     seconds, out = must("resync.yml", playbook("resync.yml", "-e", "node=" + old))
     rejoin = re.search(r"rejoined in ([0-9.]+) s", out)
     method = re.search(r"RESYNC DONE: \S+ \(was [^)]*\) ([a-z >-]+):", out)
+    # pg_rewind's own step, beside the whole rejoin (stop, rewind, start with recovery).
+    rewind = re.search(r"pg_rewind ([0-9.]+) s", " ".join(out.split()))
     start = time.monotonic()
     clone = on(old, "runuser", "-u", "postgres", "--", "pg_basebackup", "-D", CLONE, "-X", "stream",
                "-c", "fast", "-h", NODES[new], "-U", "replicator", "-w", timeout=3600)
@@ -362,10 +364,13 @@ def rewind_vs_basebackup(scale):
     psql(new, "DROP DATABASE bench_big", "postgres")
     result = {"scale": scale, "database_bytes": int(size), "resync_yml_s": round(seconds, 2),
               "rejoin_s": float(rejoin.group(1)) if rejoin else None, "method": method.group(1) if method else None,
+              "pg_rewind_s": float(rewind.group(1)) if rewind else None,
               "basebackup_s": round(clone_s, 2) if clone.returncode == 0 else None,
               "basebackup_error": clone.stderr.strip()[-300:] if clone.returncode else None, "load": load()}
     if result["rejoin_s"] and result["basebackup_s"]:
         result["rewind_over_basebackup"] = round(result["rejoin_s"] / result["basebackup_s"], 3)
+    if result["pg_rewind_s"] is not None and result["basebackup_s"]:
+        result["pg_rewind_over_basebackup"] = round(result["pg_rewind_s"] / result["basebackup_s"], 3)
     print(json.dumps({"rewind_vs_basebackup": result}), flush=True)
     return result
 
