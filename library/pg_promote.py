@@ -161,8 +161,8 @@ from ansible.module_utils.hastack_state import record_primary
 POSITION_SQL = ("SELECT pg_current_wal_lsn()::text AS lsn, "
                 "pg_walfile_name(pg_current_wal_lsn()) AS walfile")
 STANDBY_SQL = ("SELECT pg_last_wal_replay_lsn()::text AS replay, pg_last_wal_receive_lsn()::text AS receive, "
-               "(SELECT status FROM pg_stat_wal_receiver) AS receiver, "
-               "current_setting('wal_segment_size')::text AS segment_size")
+               "(SELECT status FROM pg_stat_wal_receiver) AS receiver")
+SEGMENT_SIZE_SQL = "SELECT setting::bigint AS bytes FROM pg_settings WHERE name = 'wal_segment_size'"
 WALDUMP_RECORD = re.compile(r"\blsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: ([A-Z_]+)")
 WAL_PAGE = 8192
 DUPLICATE_OBJECT = "42710"
@@ -212,12 +212,6 @@ def last_wal_record(waldump_output):
     return found
 
 
-def segment_size_bytes(setting):
-    """wal_segment_size as current_setting() shows it ('16MB', '1GB') in bytes."""
-    number, unit = re.match(r"^(\d+)\s*(B|kB|MB|GB)?$", setting.strip()).groups()
-    return int(number) * {"B": 1, None: 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}[unit]
-
-
 def newest_timeline_of_segment(wal_dir, lsn, segment_size):
     """The highest timeline of the WAL files in wal_dir that hold position `lsn`, or None."""
     segno = lsn // segment_size
@@ -235,6 +229,7 @@ def wait_shutdown_checkpoint(module, conn, after, deadline):
     floor = lsn_to_int(after)
     wal_dir = os.path.join(p["data_directory"], "pg_wal")
     waldump = os.path.join(p["bin_dir"], "pg_waldump")
+    size = query_one(conn, SEGMENT_SIZE_SQL)["bytes"]
     checked, seen = None, "nothing beyond %s" % after
     while True:
         row = query_one(conn, STANDBY_SQL)
@@ -244,7 +239,6 @@ def wait_shutdown_checkpoint(module, conn, after, deadline):
         if (row["receiver"] != "streaming" and replay > floor and replay != checked
                 and replay >= (lsn_to_int(row["receive"]) or 0)):
             checked = replay
-            size = segment_size_bytes(row["segment_size"])
             timeline = newest_timeline_of_segment(wal_dir, replay - 1, size)
             start = max(replay - 2 * WAL_PAGE, (replay - 1) // size * size, floor) // WAL_PAGE * WAL_PAGE
             rc, out, err = module.run_command([waldump, "-p", wal_dir, "-t", str(timeline or 1),

@@ -81,9 +81,7 @@ def test_last_wal_record_is_the_last_line_pg_waldump_printed():
     assert promote.last_wal_record("pg_waldump: error: could not find a valid record after 0/7000000\n") == (None, None)
 
 
-def test_segment_size_and_the_newest_timeline_holding_a_position(tmp_path):
-    assert promote.segment_size_bytes("16MB") == 16 * 1024 ** 2
-    assert promote.segment_size_bytes("1GB") == 1024 ** 3
+def test_the_newest_timeline_holding_a_position(tmp_path):
     for name in ("000000050000000000000007", "000000060000000000000007", "000000060000000000000008",
                  "000000060000000000000007.partial", "archive_status"):
         (tmp_path / name).touch()
@@ -101,9 +99,11 @@ class StandbyModule:
         self.params = {"data_directory": str(tmp_path), "bin_dir": "/usr/lib/postgresql/15/bin"}
         self.tail, self.streaming, self.replay, self.commands = tail, streaming, replay, []
 
-    def row(self):
+    def query(self, conn, sql):
+        if "wal_segment_size" in sql:
+            return {"bytes": 16 * 1024 ** 2}
         self.streaming -= 1
-        return {"replay": self.replay, "receive": self.replay, "segment_size": "16MB",
+        return {"replay": self.replay, "receive": self.replay,
                 "receiver": "streaming" if self.streaming >= 0 else None}
 
     def run_command(self, argv):
@@ -113,7 +113,7 @@ class StandbyModule:
 
 def test_promotion_waits_for_the_stream_to_end_on_a_new_shutdown_checkpoint(tmp_path, monkeypatch):
     module = StandbyModule(tmp_path, WALDUMP_TAIL)
-    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    monkeypatch.setattr(promote, "query_one", module.query)
     monkeypatch.setattr(promote.time, "sleep", lambda seconds: None)
     assert promote.wait_shutdown_checkpoint(module, None, "0/70A0000", float("inf")) == "0/70A8800"
     # pg_waldump only once the stream ended, on the timeline of the newest segment file.
@@ -127,7 +127,7 @@ def test_no_promotion_on_an_old_shutdown_checkpoint_or_after_a_crash(tmp_path, m
     monkeypatch.setattr(promote.time, "sleep", lambda seconds: None)
     # The checkpoint is older than the primary's position before the stop (a restart long ago).
     module = StandbyModule(tmp_path, WALDUMP_TAIL, streaming=0)
-    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    monkeypatch.setattr(promote, "query_one", module.query)
     try:
         promote.wait_shutdown_checkpoint(module, None, "0/70A8850", 5)
         raise AssertionError("promoted on a shutdown checkpoint from before the stop")
@@ -138,7 +138,7 @@ def test_no_promotion_on_an_old_shutdown_checkpoint_or_after_a_crash(tmp_path, m
     other = tmp_path / "crash"
     other.mkdir()
     module = StandbyModule(other, crashed, streaming=0)
-    monkeypatch.setattr(promote, "query_one", lambda conn, sql: module.row())
+    monkeypatch.setattr(promote, "query_one", module.query)
     try:
         promote.wait_shutdown_checkpoint(module, None, "0/70A0000", 10)
         raise AssertionError("promoted after a crash")
