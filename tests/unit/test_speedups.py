@@ -4,6 +4,8 @@ pg_promote's replication slots created before the promotion."""
 
 import contextlib
 
+import pytest
+
 from script_loader import load_script
 
 fence = load_script("pg_fence_module", "library/pg_fence.py")
@@ -116,6 +118,7 @@ def test_promotion_waits_for_the_stream_to_end_on_a_new_shutdown_checkpoint(tmp_
     monkeypatch.setattr(promote, "query_one", module.query)
     monkeypatch.setattr(promote.time, "sleep", lambda seconds: None)
     assert promote.wait_shutdown_checkpoint(module, None, "0/70A0000", float("inf")) == "0/70A8800"
+    assert module.streaming < 0, "promoted while the primary still streamed"
     # pg_waldump only once the stream ended, on the timeline of the newest segment file.
     assert len(module.commands) == 1 and module.commands[0][-4:] == ["-s", "0/70A4000", "-e", "0/70A8878"]
     assert module.commands[0][3:5] == ["-t", "5"]
@@ -128,22 +131,18 @@ def test_no_promotion_on_an_old_shutdown_checkpoint_or_after_a_crash(tmp_path, m
     # The checkpoint is older than the primary's position before the stop (a restart long ago).
     module = StandbyModule(tmp_path, WALDUMP_TAIL, streaming=0)
     monkeypatch.setattr(promote, "query_one", module.query)
-    try:
+    with pytest.raises(TimeoutError) as old_checkpoint:
         promote.wait_shutdown_checkpoint(module, None, "0/70A8850", 5)
-        raise AssertionError("promoted on a shutdown checkpoint from before the stop")
-    except TimeoutError as exc:
-        assert "CHECKPOINT_SHUTDOWN at 0/070A8800" in exc.args[0]
+    assert "CHECKPOINT_SHUTDOWN at 0/070A8800" in old_checkpoint.value.args[0]
     # The stream ended without one (the primary was killed): never promoted.
     crashed = WALDUMP_TAIL.rsplit("rmgr: XLOG", 1)[0]
     other = tmp_path / "crash"
     other.mkdir()
     module = StandbyModule(other, crashed, streaming=0)
     monkeypatch.setattr(promote, "query_one", module.query)
-    try:
+    with pytest.raises(TimeoutError) as crash:
         promote.wait_shutdown_checkpoint(module, None, "0/70A0000", 10)
-        raise AssertionError("promoted after a crash")
-    except TimeoutError as exc:
-        assert "RUNNING_XACTS" in exc.args[0]
+    assert "RUNNING_XACTS" in crash.value.args[0]
 
 
 def test_a_slot_the_replica_created_meanwhile_is_no_failure(monkeypatch):
@@ -158,8 +157,5 @@ def test_a_slot_the_replica_created_meanwhile_is_no_failure(monkeypatch):
 
     monkeypatch.setattr(promote, "query_one", lambda conn, sql, params: {"n": 0})
     assert promote.create_slots(Conn(), ["db3"]) == []
-    try:
+    with pytest.raises(RuntimeError, match="disk full"):
         promote.create_slots(Conn(), ["db4"])
-        raise AssertionError("another error was swallowed")
-    except RuntimeError as exc:
-        assert "disk full" in str(exc)
