@@ -109,21 +109,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hastack_module import local_postgres_argument_spec
+from ansible.module_utils.hastack_service import is_active, postmaster_running, stop_postgresql
 from ansible.module_utils.hastack_facts import connect, HAS_PSYCOPG, local_conninfo, parse_controldata
 from ansible.module_utils.hastack_state import FENCE_MARKER, record_primary, write_owned
-
-
-def is_active(module, service):
-    rc, out, _ = module.run_command(["systemctl", "is-active", service])
-    return out.strip() in ("active", "activating", "reloading", "deactivating")
-
-
-
-def postmaster_running(module, bin_dir, data):
-    """A postmaster in this data directory, whoever started it (systemd or by hand)."""
-    rc, _, _ = module.run_command(["runuser", "-u", "postgres", "--", os.path.join(bin_dir, "pg_ctl"),
-                                   "status", "-D", data])
-    return rc == 0
 
 
 def controldata(module, bin_dir, data):
@@ -175,20 +163,9 @@ def main():
     if active:
         result["stop_started_at"] = round(time.time(), 3)
         stop_start = time.monotonic()
-        rc, _, err = module.run_command(["timeout", str(p["timeout"]), "systemctl", "stop", p["service"]])
-        if rc != 0 and is_active(module, p["service"]):
-            module.run_command(["systemctl", "kill", "--signal=SIGKILL", p["service"]])
-            module.run_command(["systemctl", "stop", p["service"]])
-            killed = True
-        if postmaster_running(module, p["bin_dir"], data):
-            # Started outside systemd: stop it the same way, fast then immediate.
-            pg_ctl = ["runuser", "-u", "postgres", "--", os.path.join(p["bin_dir"], "pg_ctl"), "-D", data, "-w",
-                      "-t", str(p["timeout"]), "stop"]
-            if module.run_command(pg_ctl + ["-m", "fast"])[0] != 0:
-                module.run_command(pg_ctl + ["-m", "immediate"])
-                killed = True
+        killed, running = stop_postgresql(module, p["service"], p["bin_dir"], data, p["timeout"])
         result["stop_seconds"] = round(time.monotonic() - stop_start, 3)
-        if is_active(module, p["service"]) or postmaster_running(module, p["bin_dir"], data):
+        if running:
             module.fail_json(msg="could not stop %s; the old primary may still accept writes. Stop it by hand "
                                  "(or power the host off) before pointing clients at the new primary." % p["service"])
     write_owned(signal, "", 0o600)

@@ -107,6 +107,12 @@ options:
     description: Seconds a repointed replica may take to stream before rewind is tried.
     type: int
     default: 10
+  stop_timeout:
+    description:
+      - Seconds the stop before a rewind or a copy may take before PostgreSQL is killed (a
+        warning says so). Whatever it held is on disk or replaced by the primary's copy next.
+    type: int
+    default: 60
   epoch:
     description: Cluster epoch to record with C(primary_name) on this node.
     type: int
@@ -178,6 +184,7 @@ from ansible.module_utils.hastack_facts import (
     replication_command,
 )
 from ansible.module_utils.hastack_lsn import slot_name, timeline_switchpoints
+from ansible.module_utils.hastack_service import stop_postgresql
 from ansible.module_utils.hastack_plan import BASEBACKUP_ALWAYS, BASEBACKUP_NEVER, PlanError, resync_action
 from ansible.module_utils.hastack_state import FENCE_MARKER, clone_marker, record_primary, write_owned
 
@@ -238,6 +245,19 @@ class Resync:
                            self.p["socket_dir"], self.p["port"])
         node["host"] = self.p["node_name"]
         return node
+
+    def stop(self):
+        killed, running = stop_postgresql(self.module, self.p["service"], self.p["bin_dir"],
+                                          self.p["data_directory"], self.p["stop_timeout"])
+        if running:
+            raise ResyncError("could not stop %s: no clean stop within %d s, and killing it did not stop it "
+                              "either (systemctl status %s; journalctl -u %s). Stop it by hand and rerun "
+                              "resync.yml -e node=%s."
+                              % (self.p["service"], self.p["stop_timeout"], self.p["service"], self.p["service"],
+                                 self.p["node_name"]))
+        if killed:
+            self.module.warn("%s did not stop cleanly within %d s and was killed"
+                             % (self.p["service"], self.p["stop_timeout"]))
 
     def service(self, verb):
         rc, out, err = self.run(["systemctl", verb, self.p["service"]])
@@ -354,7 +374,7 @@ class Resync:
         return ok
 
     def rewind(self):
-        self.timed("stop", self.service, "stop")
+        self.timed("stop", self.stop)
         for name in ("standby.signal", "recovery.signal"):
             path = os.path.join(self.p["data_directory"], name)
             if os.path.exists(path):
@@ -379,7 +399,7 @@ class Resync:
             write_owned(marker, '{"by": "pg_resync", "reason": "%s"}\n' % reason, 0o600)
 
     def basebackup(self, local):
-        self.timed("stop", self.service, "stop")
+        self.timed("stop", self.stop)
         data = self.p["data_directory"]
         moved = None
         marker = clone_marker(data)
@@ -499,6 +519,7 @@ def main():
             basebackup=dict(type="str", default="safe", choices=["never", "safe", "always"]),
             timeout=dict(type="int", default=60),
             repoint_timeout=dict(type="int", default=10),
+            stop_timeout=dict(type="int", default=60),
             epoch=dict(type="int"),
             primary_name=dict(type="str"),
         ),

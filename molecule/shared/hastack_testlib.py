@@ -30,7 +30,13 @@ def playbook_command(name, *extra, inventories=()):
 def playbook(name, *extra, inventories=()):
     argv, env = playbook_command(name, *extra, inventories=inventories)
     started = time.monotonic()
-    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired as exc:
+        # Where it hung is the only clue a CI log keeps: its output so far.
+        print((exc.stdout or b"").decode(errors="replace")[-6000:],
+              (exc.stderr or b"").decode(errors="replace")[-3000:])
+        raise
     result.seconds = time.monotonic() - started
     print(result.stdout[-6000:], result.stderr[-3000:])
     return result

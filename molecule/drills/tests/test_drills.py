@@ -412,6 +412,25 @@ def test_synchronous_failover_refuses_while_a_replica_is_unreachable_unless_told
     rejoin(old)
 
 
+def test_a_stop_while_postgresql_is_still_starting_is_a_fast_shutdown():
+    # An operator runs resync.yml on a host that has just booted: its PostgreSQL answers
+    # (pg_isready) while systemd still runs the start, and the stop skips ExecStop. With
+    # SIGTERM that was a smart shutdown that could hang for Debian's hour-long stop timeout.
+    primary = one_writable_vip_holder()
+    node = sorted(n for n in NODES if n != primary)[0]
+    log = "/var/log/postgresql/postgresql-15-main.log"
+    for _ in range(2):  # not more: systemd refuses a 6th start within 10 s
+        sh(node, "systemctl restart --no-block postgresql@15-main")
+        wait_until(lambda: sh(node, "pg_isready -q && systemctl is-active postgresql@15-main").stdout.strip()
+                   == "activating", timeout=30, message=f"{node} answering while its start still runs")
+        fast_before = sh(node, f"grep -c 'received fast shutdown request' {log}").stdout.strip()
+        assert sh(node, "systemctl stop postgresql@15-main", timeout=60).returncode == 0
+        assert sh(node, "systemctl is-active postgresql@15-main").stdout.strip() == "inactive"
+        assert sh(node, f"grep -c 'received fast shutdown request' {log}").stdout.strip() != fast_before
+    sh(node, "systemctl start postgresql@15-main")
+    wait_until(lambda: streams_from(node, primary), timeout=30, message=f"{node} streaming from {primary}")
+
+
 def test_every_database_host_restarted_at_once_comes_back_with_the_recorded_primary(writer):
     primary = one_writable_vip_holder()
     restarted_at = time.monotonic()
