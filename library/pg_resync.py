@@ -100,11 +100,16 @@ options:
     choices: [never, safe, always]
     default: safe
   timeout:
-    description: Seconds to wait for the node to stream after it starts.
+    description:
+      - Seconds to wait for the node to stream after it starts. The module returns as soon as
+        it streams, while systemd may still run the unit's start (Debian's pg_ctlcluster
+        probes a running server for another ~2 s).
     type: int
     default: 60
   repoint_timeout:
-    description: Seconds a repointed replica may take to stream before rewind is tried.
+    description:
+      - Seconds a repointed running replica may take to stream before rewind is tried (a
+        stopped one gets C(timeout), its start included).
     type: int
     default: 10
   stop_timeout:
@@ -170,6 +175,7 @@ total_seconds:
 import os
 import pwd
 import shutil
+import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -340,15 +346,28 @@ class Resync:
             return None
         return row
 
-    def wait_streaming(self, timeout):
+    def wait_streaming(self, timeout, starting=None):
+        """(streams, last wal receiver row). starting: a `systemctl start` still running,
+        whose failure ends the wait at once."""
         deadline = time.monotonic() + timeout
         row = None
         while time.monotonic() < deadline:
             row = self.streaming()
             if row and row["status"] == "streaming" and row["sender_host"] == self.p["primary_host"]:
                 return True, row
+            if starting is not None and starting.poll():
+                raise ResyncError("systemctl start %s failed: %s. Look at journalctl -u %s on this host."
+                                  % (self.p["service"], starting.communicate()[1].strip(), self.p["service"]))
             time.sleep(0.05)
         return False, row
+
+    def start(self):
+        """Start PostgreSQL without waiting for systemd's start to return (wait_streaming
+        waits for what counts): Debian's pg_ctlcluster sleeps ~2 s probing a server that is
+        already up (0.5 s, then three good connections 0.5 s apart). The job finishes on
+        its own; the unit shows "activating" meanwhile."""
+        return subprocess.Popen(["systemctl", "start", self.p["service"]],  # noqa: S603,S607 - fixed argv
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def drop_stale_local_slots(self):
         # Slots this node kept from its days as a primary would retain WAL here for nothing.
@@ -365,11 +384,14 @@ class Resync:
     def repoint(self, running):
         self.timed("slot", self.ensure_slot)
         self.configure_standby()
+        starting = None
         if running:
             self.timed("reload", self.service, "reload")
         else:
-            self.timed("start", self.service, "start")
-        ok, row = self.timed("wait_streaming", self.wait_streaming, self.p["repoint_timeout"])
+            starting = self.timed("start", self.start)
+        # A stopped node's start (crash recovery included) counts against the wait.
+        timeout = self.p["repoint_timeout"] if running else self.p["timeout"]
+        ok, row = self.timed("wait_streaming", self.wait_streaming, timeout, starting)
         self.attempts.append({"method": "repoint", "ok": ok, "wal_receiver": row})
         return ok
 
@@ -429,8 +451,8 @@ class Resync:
     def start_and_wait(self):
         self.timed("slot", self.ensure_slot)
         self.configure_standby()
-        self.timed("start", self.service, "start")
-        ok, row = self.timed("wait_streaming", self.wait_streaming, self.p["timeout"])
+        starting = self.timed("start", self.start)
+        ok, row = self.timed("wait_streaming", self.wait_streaming, self.p["timeout"], starting)
         if not ok:
             raise ResyncError(
                 "PostgreSQL started but does not stream from %s after %d s (wal receiver: %s). Look at "
@@ -469,7 +491,9 @@ class Resync:
             if not self.p["allow_rewind"]:
                 raise ResyncError("repointed to %s but it does not stream within %d s and allow_rewind is off: "
                                   "its timeline may have diverged. Run resync.yml -e node=%s to rewind it."
-                                  % (self.p["primary_host"], self.p["repoint_timeout"], self.p["node_name"]))
+                                  % (self.p["primary_host"],
+                                     self.p["repoint_timeout"] if local.get("running") else self.p["timeout"],
+                                     self.p["node_name"]))
             action = "rewind"
         if action == "rewind":
             done.append("rewind")

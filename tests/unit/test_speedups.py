@@ -159,3 +159,49 @@ def test_a_slot_the_replica_created_meanwhile_is_no_failure(monkeypatch):
     assert promote.create_slots(Conn(), ["db3"]) == []
     with pytest.raises(RuntimeError, match="disk full"):
         promote.create_slots(Conn(), ["db4"])
+
+
+# pg_resync returns once the node streams, not when systemd's start of PostgreSQL returns
+# (Debian's pg_ctlcluster probes a running server for ~2 s more), and a start that fails
+# ends the wait at once.
+resync = load_script("pg_resync_module", "library/pg_resync.py")
+
+
+class Starting:
+    def __init__(self, rc=None, stderr=""):
+        self.rc, self.stderr = rc, stderr
+
+    def poll(self):
+        return self.rc
+
+    def communicate(self):
+        return "", self.stderr
+
+
+def resync_with(rows):
+    job = object.__new__(resync.Resync)
+    job.p = {"primary_host": "198.18.0.11", "service": "postgresql@15-main"}
+    answers = iter(rows)
+    job.streaming = lambda: next(answers, rows[-1])
+    return job
+
+
+def test_resync_returns_when_it_streams_while_the_start_still_runs():
+    job = resync_with([None, {"status": "streaming", "sender_host": "198.18.0.11"}])
+    ok, row = job.wait_streaming(5, Starting(rc=None))
+    assert ok and row["sender_host"] == "198.18.0.11"
+
+
+def test_resync_stops_waiting_when_the_start_failed():
+    job = resync_with([None])
+    polls = []
+    job.streaming = lambda: polls.append(1)
+    with pytest.raises(resync.ResyncError, match="Job for postgresql@15-main.service failed"):
+        job.wait_streaming(30, Starting(rc=1, stderr="Job for postgresql@15-main.service failed.\n"))
+    assert len(polls) == 1  # not polled on until the timeout
+
+
+def test_resync_streaming_from_another_host_is_not_enough():
+    job = resync_with([{"status": "streaming", "sender_host": "198.18.0.12"}])
+    ok, _ = job.wait_streaming(0.2, Starting(rc=0))
+    assert not ok
